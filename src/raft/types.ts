@@ -1,0 +1,147 @@
+/**
+ * Types shared by the pure Raft core and the layers that persist and carry its output
+ * (storage, transport, server). Nothing here does I/O.
+ */
+
+/** A server's identity in the Raft configuration (Consul's node ID, etcd's member ID as text). */
+export type NodeId = string;
+
+export const EntryType = {
+  /** Application command; an empty `data` is the no-op a new leader appends (Raft §8). */
+  Normal: 0,
+  /** A single-server membership change (thesis §4.1). */
+  ConfChange: 1,
+} as const;
+export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+export type ConfChangeType = 'addVoter' | 'addLearner' | 'promoteLearner' | 'removeNode';
+
+/** One single-server configuration change. Context is opaque to Raft (the server puts addresses there). */
+export interface ConfChange {
+  type: ConfChangeType;
+  node: NodeId;
+  context?: Uint8Array;
+}
+
+export interface Entry {
+  term: number;
+  index: number;
+  type: EntryType;
+  /** Application payload for Normal entries; empty for the leader's no-op. */
+  data: Uint8Array;
+  /** Present only when type is ConfChange. */
+  change?: ConfChange;
+}
+
+/** The state Raft must persist before answering any message (Figure 2, "Persistent state"). */
+export interface HardState {
+  term: number;
+  /** Candidate voted for in `term`, or '' for none. */
+  vote: NodeId;
+  /** Commit index; persisted so a restart does not re-apply from zero, never required for safety. */
+  commit: number;
+}
+
+/** Voters and learners of one configuration. Sorted, disjoint. */
+export interface ConfigState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  /** The configuration as of `index` (the latest ConfChange at or before it). */
+  config: ConfigState;
+}
+
+export interface Snapshot {
+  meta: SnapshotMeta;
+  /** The application's serialised state machine at `meta.index`. */
+  data: Uint8Array;
+}
+
+export const MessageType = {
+  PreVote: 1,
+  PreVoteResp: 2,
+  Vote: 3,
+  VoteResp: 4,
+  App: 5,
+  AppResp: 6,
+  Heartbeat: 7,
+  HeartbeatResp: 8,
+  Snap: 9,
+  TimeoutNow: 10,
+  ReadIndex: 11,
+  ReadIndexResp: 12,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/**
+ * One Raft message. A flat shape (optional fields by type) keeps the wire encoding compact.
+ *
+ * - PreVote/Vote: `index`/`logTerm` = candidate's last log position; `transfer` set when
+ *   the election was started by TimeoutNow (leader transfer bypasses the leader lease).
+ * - App: `index`/`logTerm` = position before `entries`; `commit` = leader commit.
+ * - AppResp: `index` = follower's last matching index (accept) or the rejected probe index;
+ *   `rejectHint`/`logTerm` = where the leader should look next (fast backtracking).
+ * - Heartbeat: `commit`, `readSeq` = ReadIndex round the heartbeat confirms.
+ * - ReadIndex/ReadIndexResp: `context` = the reader's request id; `index` = read index.
+ */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  index?: number;
+  logTerm?: number;
+  entries?: Entry[];
+  commit?: number;
+  reject?: boolean;
+  rejectHint?: number;
+  readSeq?: number;
+  context?: string;
+  snapshot?: Snapshot;
+  transfer?: boolean;
+}
+
+/** A confirmed ReadIndex: the reader may answer once its applied index reaches `index`. */
+export interface ReadState {
+  context: string;
+  index: number;
+}
+
+/** A ReadIndex that could not be served (no leader, leadership lost, transfer under way). */
+export interface ReadFailure {
+  context: string;
+  reason: 'no-leader' | 'not-leader' | 'dropped';
+}
+
+export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+
+export interface SoftState {
+  leader: NodeId;
+  role: Role;
+}
+
+/**
+ * The output of one round of the core. The shell must, in this order:
+ *   1. persist `snapshot` (if any), then `entries` (truncating any stored suffix from
+ *      entries[0].index) and `hardState` (if any) — durably, fsynced;
+ *   2. only then send `messages` (a vote or an append acknowledgement must never be sent
+ *      for state a crash could lose: Figure 2, "respond to RPCs only after updating stable storage");
+ *   3. apply `snapshot` to the state machine, then `committedEntries` in order;
+ *   4. call `advance(ready)`.
+ * `readStates` may be handed to waiting readers at any time; each is served once the
+ * state machine has applied `index`.
+ */
+export interface Ready {
+  softState?: SoftState;
+  hardState?: HardState;
+  snapshot?: Snapshot;
+  entries: Entry[];
+  committedEntries: Entry[];
+  messages: Message[];
+  readStates: ReadState[];
+  readFailures: ReadFailure[];
+}
