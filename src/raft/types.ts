@@ -29,8 +29,14 @@ export interface Entry {
   type: EntryType;
   /** Application payload for Normal entries; empty for the leader's no-op. */
   data: Uint8Array;
-  /** Present only when type is ConfChange. */
+  /** The change this entry makes; absent on the bootstrap entry, which only carries `config`. */
   change?: ConfChange;
+  /**
+   * The whole configuration in force from this entry on (ConfChange entries only). Carrying
+   * the result, not just the delta, lets any server take the latest configuration in its log
+   * without replaying history, and makes truncation a matter of dropping entries (thesis §4.1).
+   */
+  config?: ConfigState;
 }
 
 /** The state Raft must persist before answering any message (Figure 2, "Persistent state"). */
