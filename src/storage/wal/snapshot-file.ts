@@ -1,0 +1,112 @@
+/**
+ * Snapshot files in `snap/`: `<index>-<term>.snap` (20-digit decimal, so names sort by index).
+ *
+ *   0  8 bytes  magic "CNCLSNAP"
+ *   8  u32      format version
+ *  12  u32      CRC32 of the payload
+ *  16  u64      payload length in bytes
+ *  24  payload: msgpack [index, term, voters, learners, data]
+ *
+ * Written to `<name>.tmp`, fsynced, renamed into place, directory fsynced: a crash leaves
+ * either no file or a complete one under the final name (a leftover .tmp is deleted on load).
+ */
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { pack, unpack } from 'msgpackr';
+import type { Snapshot } from '../../raft/types.js';
+import type { FsOps } from './fs-ops.js';
+import { readUint64, writeUint64 } from './record.js';
+
+const magic = Buffer.from('CNCLSNAP', 'latin1');
+const snapshotFormatVersion = 1;
+const headerBytes = 24;
+const namePattern = /^(\d{20})-(\d{20})\.snap$/;
+
+export interface SnapshotFileName {
+  index: number;
+  term: number;
+  fileName: string;
+}
+
+export function snapshotFileName(index: number, term: number): string {
+  return `${String(index).padStart(20, '0')}-${String(term).padStart(20, '0')}.snap`;
+}
+
+export function parseSnapshotFileName(fileName: string): SnapshotFileName | null {
+  const match = namePattern.exec(fileName);
+  if (match === null) return null;
+  const index = Number(match[1]);
+  const term = Number(match[2]);
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(term)) return null;
+  return { index, term, fileName };
+}
+
+export function encodeSnapshotFile(snapshot: Snapshot): Buffer {
+  const { meta } = snapshot;
+  const payload = pack([meta.index, meta.term, meta.config.voters, meta.config.learners, snapshot.data]);
+  const header = Buffer.alloc(headerBytes);
+  magic.copy(header, 0);
+  header.writeUInt32LE(snapshotFormatVersion, 8);
+  header.writeUInt32LE(crc32(payload), 12);
+  writeUint64(header, payload.length, 16);
+  return Buffer.concat([header, payload]);
+}
+
+/** Decode a snapshot file; throws an Error whose message says what is wrong. */
+export function decodeSnapshotFile(bytes: Buffer, name: SnapshotFileName): Snapshot {
+  if (bytes.length < headerBytes) throw new Error(`file is ${bytes.length} bytes, shorter than its header`);
+  if (!bytes.subarray(0, 8).equals(magic)) throw new Error('bad magic (not a Conclave snapshot)');
+  const version = bytes.readUInt32LE(8);
+  if (version !== snapshotFormatVersion)
+    throw new Error(`snapshot format version ${version} is not supported`);
+  const payloadBytes = readUint64(bytes, 16);
+  if (headerBytes + payloadBytes !== bytes.length) {
+    throw new Error(
+      `header says ${payloadBytes} payload bytes, file holds ${bytes.length - headerBytes} (truncated?)`,
+    );
+  }
+  const payload = bytes.subarray(headerBytes);
+  if (crc32(payload) !== bytes.readUInt32LE(12)) throw new Error('payload checksum mismatch');
+  const value = unpack(payload) as unknown;
+  if (!Array.isArray(value) || value.length !== 5) throw new Error('payload is not a 5-element array');
+  const [index, term, voters, learners, data] = value as unknown[];
+  if (index !== name.index || term !== name.term)
+    throw new Error('payload index/term disagree with the file name');
+  if (!isStringArray(voters) || !isStringArray(learners) || !(data instanceof Uint8Array)) {
+    throw new Error('payload fields invalid');
+  }
+  return {
+    meta: { index, term, config: { voters, learners } },
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  };
+}
+
+/** Write a snapshot durably under its final name (see the header comment for the steps). */
+export async function writeSnapshotFile(
+  fs: FsOps,
+  snapDir: string,
+  snapshot: Snapshot,
+): Promise<SnapshotFileName> {
+  const fileName = snapshotFileName(snapshot.meta.index, snapshot.meta.term);
+  const finalPath = join(snapDir, fileName);
+  const tempPath = `${finalPath}.tmp`;
+  const bytes = encodeSnapshotFile(snapshot);
+  const file = await fs.open(tempPath, 'w');
+  try {
+    let written = 0;
+    while (written < bytes.length) {
+      const { bytesWritten } = await file.write(bytes, written, bytes.length - written, written);
+      written += bytesWritten;
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await fs.rename(tempPath, finalPath);
+  await fs.syncDir(snapDir);
+  return { index: snapshot.meta.index, term: snapshot.meta.term, fileName };
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
