@@ -126,9 +126,9 @@ export function registerStorageCompliance(name: string, factory: StorageHarnessF
       const calls: Promise<void>[] = [];
       for (let index = 1; index <= 300; index++) {
         calls.push(
-          storage
-            .save({ entries: [makeEntry(index, 1 + Math.floor(index / 100))] })
-            .then(() => order.push(index)),
+          storage.save({ entries: [makeEntry(index, 1 + Math.floor(index / 100))] }).then(() => {
+            order.push(index);
+          }),
         );
       }
       await Promise.all(calls);
