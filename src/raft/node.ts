@@ -338,10 +338,13 @@ export class RaftNode {
     return { ok: true, message: 'transfer started' };
   }
 
-  /** The application's snapshot of its state machine at `index` (<= applied). */
-  installAppSnapshot(index: number, data: Uint8Array): Snapshot {
+  /**
+   * The application's snapshot of its state machine at `index` (<= applied). Returns null when
+   * the log has meanwhile moved past `index` (a snapshot from the leader arrived): nothing to do.
+   */
+  installAppSnapshot(index: number, data: Uint8Array): Snapshot | null {
     invariant(index <= this.log.applied, () => `snapshot at ${index} beyond applied ${this.log.applied}`);
-    invariant(index > this.log.offsetIndex, 'snapshot older than the compaction point');
+    if (index <= this.log.offsetIndex || this.log.pendingSnapshot) return null;
     const term = this.log.term(index)!;
     const snapshot: Snapshot = { meta: { index, term, config: this.membership.configAt(index) }, data };
     this.log.snapshot = snapshot;

@@ -131,8 +131,8 @@ export class SimCluster {
     this.faultRng = this.rng.fork();
     this.netRng = this.rng.fork();
     const voters = opts.voters ?? 3;
-    this.maxAppendBytes = this.rng.pick([8, 32, 128, 1024]);
-    this.maxInflightMessages = this.rng.pick([1, 4, 16]);
+    this.maxAppendBytes = this.rng.pick([16, 64, 256, 4096]);
+    this.maxInflightMessages = this.rng.pick([2, 8, 64]);
     this.ids = Array.from({ length: voters + 2 }, (_, i) => `n${i + 1}`);
     const initial = this.ids.slice(0, voters);
     const boot = RaftNode.bootstrapEntry(initial);
@@ -215,7 +215,10 @@ export class SimCluster {
         const s = this.servers.get(id)!;
         if (!s.raft) return `${id}:down`;
         const st = s.raft.status();
-        return `${id}:${st.role[0]}${st.term}/c${st.commit}/l${st.lastIndex}/v[${st.config.voters.join(',')}]`;
+        const prog = Object.entries(st.progress)
+          .map(([p, v]) => `${p}=${v.state[0]}${v.match}/${v.next}`)
+          .join(',');
+        return `${id}:${st.role[0]}${st.term}/c${st.commit}/l${st.lastIndex}/s${st.stableIndex}/v[${st.config.voters.join(',')}]${prog ? `{${prog}}` : ''}`;
       })
       .join(' ');
   }
@@ -342,7 +345,7 @@ export class SimCluster {
         s.wasLeaderTerm = st.term;
         this.stats.leaderChanges++;
         this.checker.onLeader(s.id, st.term);
-        this.checker.onNewLeaderLog(s.id, view.offsetIndex, view.lastIndex, view.term);
+        this.checker.onNewLeaderLog(s.id, st.term, view.offsetIndex, view.term);
       }
       this.checker.onLeaderLog(s.id, st.term, view.lastIndex, view.term);
     } else {
@@ -360,8 +363,9 @@ export class SimCluster {
       }
       s.lastSnapshotIndex = rd.snapshot.meta.index;
     }
+    const nodeTerm = raft.status().term;
     for (const e of rd.committedEntries) {
-      this.checker.onApply(s.id, e);
+      this.checker.onApply(s.id, nodeTerm, e);
       s.sm.apply(e);
       const w = s.writes.get(e.index);
       if (w) {
@@ -406,6 +410,7 @@ export class SimCluster {
     const raft = s.raft!;
     if (s.sm.applied - s.lastSnapshotIndex < SNAPSHOT_EVERY) return;
     const snap = raft.installAppSnapshot(s.sm.applied, s.sm.serialize());
+    if (!snap) return;
     s.disk.saveAppSnapshot(snap);
     s.lastSnapshotIndex = snap.meta.index;
     raft.compact(Math.max(0, snap.meta.index - KEEP_AFTER_SNAPSHOT));
