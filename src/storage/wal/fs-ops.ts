@@ -3,7 +3,7 @@
  * EIO on fsync) without a special filesystem. The default is node's fs/promises: every call
  * runs on libuv's thread pool, so the event loop never blocks on the disk.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 
 export interface WalFile {
   write(
@@ -27,8 +27,6 @@ export interface FsOps {
   mkdir(path: string): Promise<void>;
   rename(fromPath: string, toPath: string): Promise<void>;
   unlink(path: string): Promise<void>;
-  /** Size in bytes, or -1 if the file does not exist. */
-  sizeOf(path: string): Promise<number>;
   /** fsync a directory so creations, renames and deletions in it are durable. */
   syncDir(path: string): Promise<void>;
 }
@@ -42,14 +40,6 @@ export const nodeFsOps: FsOps = {
   },
   rename: (fromPath, toPath) => rename(fromPath, toPath),
   unlink: (path) => rm(path, { force: true }),
-  sizeOf: async (path) => {
-    try {
-      return (await stat(path)).size;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return -1;
-      throw error;
-    }
-  },
   syncDir: async (path) => {
     const handle = await open(path, 'r');
     try {
