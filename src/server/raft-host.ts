@@ -1,0 +1,406 @@
+import { randomBytes } from 'node:crypto';
+import { invariant } from '../raft/assert.js';
+import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
+import type { ConfChange, ConfigState, Entry, Message, NodeId, Ready } from '../raft/types.js';
+import type { RaftLogStorage } from '../storage/types.js';
+
+/**
+ * The imperative shell around the pure Raft core (DESIGN.md principle 1): it owns the clock
+ * (ticks), the disk (storage) and the network (a send function), and runs the Ready/advance
+ * cycle: persist, then send, then apply, then advance. Proposals made while a Ready is being
+ * persisted pile up in the core and go out together in the next one (group commit).
+ */
+
+/** The replicated state machine as the shell sees it. */
+export interface StateMachine {
+  /** Apply one committed entry; the return value resolves the proposer's promise. */
+  apply(entry: Entry): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+/** A failure the client may retry (another server, or later). */
+export class RetryableError extends Error {
+  override name = 'RetryableError';
+  constructor(
+    readonly code:
+      | 'not-leader'
+      | 'no-leader'
+      | 'overwritten'
+      | 'timeout'
+      | 'transferring'
+      | 'overloaded'
+      | 'stopped',
+    message: string,
+    readonly leader: NodeId = '',
+  ) {
+    super(message);
+  }
+}
+
+export interface RaftHostOptions {
+  id: NodeId;
+  storage: RaftLogStorage;
+  stateMachine: StateMachine;
+  /** Hand a message to the transport; the shell never blocks on it. */
+  send: (m: Message) => void;
+  /** The configuration a brand-new server starts with (bootstrap); ignored once the log has one. */
+  bootstrapVoters?: NodeId[];
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  /** Take an application snapshot after this many applied entries. */
+  snapshotEveryEntries?: number;
+  /** Entries kept in memory behind a snapshot, so slightly slow followers avoid a snapshot transfer. */
+  keepEntriesAfterSnapshot?: number;
+  requestTimeoutMs?: number;
+  raft?: Partial<Omit<RaftOptions, 'id' | 'random'>>;
+  onLeaderChange?: (leader: NodeId, term: number) => void;
+  onApplied?: (index: number) => void;
+  onFatal?: (err: unknown) => void;
+}
+
+interface PendingProposal {
+  term: number;
+  resolve: (result: unknown) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingRead {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+  index: number;
+}
+
+export class RaftHost {
+  private raft: RaftNode | null = null;
+  private readonly opts: Required<
+    Omit<RaftHostOptions, 'bootstrapVoters' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal'>
+  > &
+    Pick<RaftHostOptions, 'bootstrapVoters' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal'>;
+  private ticker: NodeJS.Timeout | null = null;
+  private processing = false;
+  private scheduled = false;
+  private stopped = false;
+  private proposals = new Map<number, PendingProposal>();
+  private reads = new Map<string, PendingRead>();
+  private readsWaitingApply: PendingRead[] = [];
+  private readSeq = 0;
+  private readonly readPrefix = randomBytes(4).toString('hex');
+  private applied = 0;
+  private lastSnapshotIndex = 0;
+  private leader: NodeId = '';
+  private snapshotting = false;
+  /** Fsync latency of the last persisted Ready, for status and metrics. */
+  lastPersistMs = 0;
+
+  constructor(options: RaftHostOptions) {
+    this.opts = {
+      tickMs: 100,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      snapshotEveryEntries: 10_000,
+      keepEntriesAfterSnapshot: 5_000,
+      requestTimeoutMs: 10_000,
+      ...options,
+    };
+  }
+
+  async start(): Promise<void> {
+    const recovered = await this.opts.storage.load();
+    let { hardState, entries } = recovered;
+    const { snapshot } = recovered;
+    if (
+      !snapshot &&
+      entries.length === 0 &&
+      this.opts.bootstrapVoters &&
+      this.opts.bootstrapVoters.length > 0
+    ) {
+      // First start of a bootstrapping server: write the initial configuration durably.
+      const boot = RaftNode.bootstrapEntry(this.opts.bootstrapVoters);
+      hardState = { term: 1, vote: '', commit: 1 };
+      await this.opts.storage.save({ entries: [boot], hardState });
+      entries = [boot];
+    }
+    if (snapshot) {
+      this.opts.stateMachine.restore(snapshot.data);
+      this.applied = snapshot.meta.index;
+      this.lastSnapshotIndex = snapshot.meta.index;
+    }
+    const seed = randomBytes(4).readUInt32LE(0);
+    let state = seed || 1;
+    const random = () => {
+      // xorshift32: the core only needs a uniform draw for its election timeout.
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state >>> 0) / 4294967296;
+    };
+    this.raft = new RaftNode(
+      {
+        id: this.opts.id,
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: this.opts.heartbeatTicks,
+        random,
+        ...this.opts.raft,
+      },
+      { hardState, snapshot, entries },
+    );
+    this.ticker = setInterval(() => {
+      this.raft?.tick();
+      this.schedule();
+    }, this.opts.tickMs);
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
+    const err = new RetryableError('stopped', 'server is shutting down');
+    for (const p of this.proposals.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.proposals.clear();
+    this.failReads(err, true);
+    while (this.processing) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /** Deliver a message from a peer. */
+  step(m: Message): void {
+    if (!this.raft || this.stopped) return;
+    this.raft.step(m);
+    this.schedule();
+  }
+
+  status(): RaftStatus {
+    invariant(this.raft, 'raft host not started');
+    return this.raft.status();
+  }
+
+  leaderId(): NodeId {
+    return this.leader;
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** Propose a command; resolves with the state machine's result once applied here. */
+  propose(data: Uint8Array): Promise<unknown> {
+    const raft = this.raft;
+    if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
+    const r = raft.propose([data]);
+    if (!r.ok) return Promise.reject(this.refusal(r.reason, r.message));
+    this.schedule();
+    return this.track(r.index, r.term);
+  }
+
+  proposeConfChange(change: ConfChange): Promise<unknown> {
+    const raft = this.raft;
+    if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
+    const r = raft.proposeConfChange(change);
+    if (!r.ok) {
+      if (r.reason === 'invalid') return Promise.reject(new Error(r.message));
+      return Promise.reject(this.refusal(r.reason, r.message));
+    }
+    this.schedule();
+    return this.track(r.index, r.term);
+  }
+
+  transferLeadership(target: NodeId): { ok: boolean; message: string } {
+    invariant(this.raft, 'raft host not started');
+    const r = this.raft.transferLeadership(target);
+    this.schedule();
+    return r;
+  }
+
+  /** Linearizable read barrier (thesis §6.4): resolves once this server has applied the read index. */
+  readBarrier(): Promise<void> {
+    const raft = this.raft;
+    if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
+    const context = `${this.readPrefix}-${++this.readSeq}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(context);
+        this.readsWaitingApply = this.readsWaitingApply.filter((r) => r !== read);
+        reject(new RetryableError('timeout', 'read index timed out', this.leader));
+      }, this.opts.requestTimeoutMs);
+      const read: PendingRead = { resolve, reject, timer, index: 0 };
+      this.reads.set(context, read);
+      raft.readIndex(context);
+      this.schedule();
+    });
+  }
+
+  // ------------------------------------------------------------ the Ready loop
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    // setImmediate lets every message and proposal that arrived in this turn join one Ready.
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.process();
+    });
+  }
+
+  private async process(): Promise<void> {
+    const raft = this.raft;
+    if (!raft || this.processing || this.stopped || !raft.hasReady()) return;
+    this.processing = true;
+    try {
+      const rd = raft.ready();
+      if (rd.softState && rd.softState.leader !== this.leader) {
+        this.leader = rd.softState.leader;
+        this.opts.onLeaderChange?.(this.leader, raft.status().term);
+        // Forwarded reads may be lost with the old leader: let their callers retry now.
+        if (rd.softState.role !== 'leader') {
+          this.failReads(new RetryableError('no-leader', 'leader changed', this.leader), false);
+        }
+      }
+      if (rd.entries.length > 0 || rd.hardState || rd.snapshot) {
+        const began = performance.now();
+        const update: Parameters<RaftLogStorage['save']>[0] = { entries: rd.entries };
+        if (rd.hardState) update.hardState = rd.hardState;
+        if (rd.snapshot) update.snapshot = rd.snapshot;
+        await this.opts.storage.save(update);
+        this.lastPersistMs = performance.now() - began;
+      }
+      if (this.stopped) return;
+      for (const m of rd.messages) this.opts.send(m);
+      this.applyReady(rd);
+      raft.advance(rd);
+      this.maybeSnapshot();
+    } catch (err) {
+      // A storage failure is fail-stop (the WAL's G4): never keep serving on unknown durability.
+      this.stopped = true;
+      if (this.ticker) clearInterval(this.ticker);
+      this.opts.onFatal?.(err);
+    } finally {
+      this.processing = false;
+    }
+    this.schedule();
+  }
+
+  private applyReady(rd: Ready): void {
+    const sm = this.opts.stateMachine;
+    if (rd.snapshot) {
+      sm.restore(rd.snapshot.data);
+      this.applied = rd.snapshot.meta.index;
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      // Proposals at or below the snapshot were decided elsewhere; their results are unknown here.
+      for (const [index, p] of this.proposals) {
+        if (index <= this.applied) {
+          clearTimeout(p.timer);
+          p.reject(
+            new RetryableError('overwritten', 'state replaced by a snapshot before the result was seen'),
+          );
+          this.proposals.delete(index);
+        }
+      }
+    }
+    for (const e of rd.committedEntries) {
+      const result = e.data.byteLength > 0 || e.change ? sm.apply(e) : undefined;
+      this.applied = e.index;
+      const p = this.proposals.get(e.index);
+      if (p) {
+        this.proposals.delete(e.index);
+        clearTimeout(p.timer);
+        if (p.term === e.term) p.resolve(result);
+        else
+          p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
+      }
+    }
+    if (rd.committedEntries.length > 0 || rd.snapshot) this.opts.onApplied?.(this.applied);
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(rs.context);
+      if (!read) continue;
+      this.reads.delete(rs.context);
+      read.index = rs.index;
+      this.readsWaitingApply.push(read);
+    }
+    for (const f of rd.readFailures) {
+      const read = this.reads.get(f.context);
+      if (!read) continue;
+      this.reads.delete(f.context);
+      clearTimeout(read.timer);
+      read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
+    }
+    if (this.readsWaitingApply.length > 0) {
+      const waiting: PendingRead[] = [];
+      for (const r of this.readsWaitingApply) {
+        if (r.index <= this.applied) {
+          clearTimeout(r.timer);
+          r.resolve();
+        } else {
+          waiting.push(r);
+        }
+      }
+      this.readsWaitingApply = waiting;
+    }
+  }
+
+  private maybeSnapshot(): void {
+    const raft = this.raft!;
+    if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
+    const snap = raft.installAppSnapshot(this.applied, this.opts.stateMachine.snapshot());
+    if (!snap) return;
+    this.snapshotting = true;
+    this.lastSnapshotIndex = snap.meta.index;
+    this.opts.storage.saveSnapshot(snap).then(
+      () => {
+        this.snapshotting = false;
+        // Compact memory only once the snapshot is durable (the WAL's G5).
+        raft.compact(Math.max(0, snap.meta.index - this.opts.keepEntriesAfterSnapshot));
+      },
+      (err: unknown) => {
+        this.snapshotting = false;
+        this.opts.onFatal?.(err);
+      },
+    );
+  }
+
+  private track(index: number, term: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.proposals.delete(index);
+        reject(
+          new RetryableError('timeout', `entry ${index} not applied within ${this.opts.requestTimeoutMs}ms`),
+        );
+      }, this.opts.requestTimeoutMs);
+      this.proposals.set(index, { term, resolve, reject, timer });
+    });
+  }
+
+  private refusal(reason: string, message: string): RetryableError {
+    switch (reason) {
+      case 'not-leader':
+        return new RetryableError(this.leader ? 'not-leader' : 'no-leader', message, this.leader);
+      case 'transferring':
+        return new RetryableError('transferring', message, this.leader);
+      default:
+        return new RetryableError('overloaded', message, this.leader);
+    }
+  }
+
+  /** Fail reads still waiting for a read index; with `all`, also those waiting to apply one. */
+  private failReads(err: Error, all: boolean): void {
+    for (const r of this.reads.values()) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.reads.clear();
+    if (!all) return;
+    for (const r of this.readsWaitingApply) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.readsWaitingApply = [];
+  }
+}
+
+export type { ConfigState };

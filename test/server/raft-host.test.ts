@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Entry } from '../../src/raft/types.js';
+import { RaftHost, RetryableError, type StateMachine } from '../../src/server/raft-host.js';
+import { MemoryStorage } from '../../src/storage/index.js';
+import { PeerTransport } from '../../src/transport/peer-transport.js';
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A list of applied commands: enough to check order and completeness. */
+class ListMachine implements StateMachine {
+  items: string[] = [];
+  apply(e: Entry): unknown {
+    if (e.data.byteLength === 0) return null;
+    this.items.push(decoder.decode(e.data));
+    return this.items.length;
+  }
+  snapshot(): Uint8Array {
+    return encoder.encode(JSON.stringify(this.items));
+  }
+  restore(data: Uint8Array): void {
+    this.items = JSON.parse(decoder.decode(data)) as string[];
+  }
+}
+
+interface Member {
+  id: string;
+  host: RaftHost;
+  transport: PeerTransport;
+  sm: ListMachine;
+  port: number;
+}
+
+async function startCluster(n: number): Promise<Member[]> {
+  const ids = Array.from({ length: n }, (_, i) => `s${i + 1}`);
+  const members: Member[] = [];
+  for (const id of ids) {
+    const sm = new ListMachine();
+    let host: RaftHost | null = null;
+    const transport = new PeerTransport({
+      nodeId: id,
+      clusterId: 'test',
+      host: '127.0.0.1',
+      port: 0,
+      onRaftMessage: (m) => host?.step(m),
+    });
+    const port = await transport.listen();
+    host = new RaftHost({
+      id,
+      storage: new MemoryStorage(),
+      stateMachine: sm,
+      send: (m) => transport.send(m),
+      bootstrapVoters: ids,
+      tickMs: 10,
+      snapshotEveryEntries: 50,
+      keepEntriesAfterSnapshot: 10,
+      requestTimeoutMs: 3000,
+    });
+    members.push({ id, host, transport, sm, port });
+  }
+  for (const m of members) for (const o of members) m.transport.setPeer(o.id, `127.0.0.1:${o.port}`);
+  for (const m of members) await m.host.start();
+  return members;
+}
+
+async function stopAll(members: Member[]): Promise<void> {
+  for (const m of members) {
+    await m.host.stop();
+    await m.transport.close();
+  }
+}
+
+async function waitForLeader(members: Member[], timeoutMs = 5000): Promise<Member> {
+  const began = Date.now();
+  for (;;) {
+    const leader = members.find((m) => m.host.status().role === 'leader');
+    if (leader) return leader;
+    if (Date.now() - began > timeoutMs) throw new Error('no leader elected');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('three servers over loopback elect a leader, replicate, and serve linearizable reads everywhere', async () => {
+  const members = await startCluster(3);
+  try {
+    const leader = await waitForLeader(members);
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => leader.host.propose(encoder.encode(`w${i}`))),
+    );
+    assert.equal(results.length, 100);
+    for (const m of members) {
+      await m.host.readBarrier();
+      assert.equal(m.sm.items.length, 100, `${m.id} applied everything acknowledged before its read`);
+    }
+    const follower = members.find((m) => m !== leader)!;
+    await assert.rejects(follower.host.propose(encoder.encode('x')), (err: unknown) => {
+      assert.ok(err instanceof RetryableError);
+      assert.equal(err.code, 'not-leader');
+      assert.equal(err.leader, leader.id);
+      return true;
+    });
+  } finally {
+    await stopAll(members);
+  }
+});
+
+test('after the leader stops, the others elect a new one and keep every acknowledged write', async () => {
+  const members = await startCluster(3);
+  try {
+    const leader = await waitForLeader(members);
+    for (let i = 0; i < 120; i++) await leader.host.propose(encoder.encode(`a${i}`));
+    await leader.host.stop();
+    await leader.transport.close();
+    const rest = members.filter((m) => m !== leader);
+    const next = await waitForLeader(rest);
+    await next.host.propose(encoder.encode('after'));
+    for (const m of rest) {
+      await m.host.readBarrier();
+      assert.deepEqual(
+        m.sm.items.slice(0, 120),
+        Array.from({ length: 120 }, (_, i) => `a${i}`),
+      );
+      assert.equal(m.sm.items[120], 'after');
+    }
+    members.splice(members.indexOf(leader), 1);
+  } finally {
+    await stopAll(members);
+  }
+});
