@@ -82,10 +82,10 @@ export class BlockingWaiters {
     return cancel;
   }
 
-  /** A KV write to `key` at `index`. */
-  keyChanged(key: ByteString, index: number): void {
+  /** KV writes committed at `index`. */
+  keysChanged(versions: readonly { key: ByteString }[], index: number): void {
     if (this.kv.size === 0) return;
-    this.kv.match(key, (waiter) => this.schedule(waiter, index));
+    for (const { key } of versions) this.kv.match(key, (waiter) => this.schedule(waiter, index));
   }
 
   topicChanged(topic: string, index: number): void {

@@ -1,9 +1,12 @@
 /**
  * MVCC key index and revision history (etcd's mvcc: keyIndex + the revision-ordered backend).
  *
- * - `tree`: ordered map key -> history (every retained version of the key, oldest first). A
- *   key with a single version stores the version itself, not a one-element array: most keys
- *   have one, and at 1M keys the array would cost ~50 bytes each.
+ * - `histories`: hash map key -> history (every retained version of the key, oldest first), so
+ *   point reads and writes cost one hash lookup. A key with a single version stores the
+ *   version itself, not a one-element array: most keys have one, and at 1M keys the array
+ *   would cost ~50 bytes each.
+ * - `keys`: the same keys in byte order (a B+ tree used as a sorted set) for range scans; it
+ *   only changes when a key first appears or compaction removes it.
  * - `changes`: every retained version in revision order (the "changelog"), shared with the
  *   histories; watchers catch up from it and compaction walks it.
  * A version with `version === 0` is a tombstone (the key was deleted at `modRevision`).
@@ -82,9 +85,9 @@ export function versionCost(version: Version): number {
   return version.key.length + version.value.length + VERSION_OVERHEAD_BYTES;
 }
 
-type History = Version | Version[];
+export type History = Version | Version[];
 
-function latestOf(history: History): Version {
+export function latestOf(history: History): Version {
   if (history instanceof Version) return history;
   const last = history[history.length - 1];
   invariant(last !== undefined, 'empty key history');
@@ -114,7 +117,8 @@ function versionAt(history: History, revision: number): Version | undefined {
 export type VersionVisitor = (version: Version) => boolean;
 
 export class Mvcc {
-  readonly tree: BTreeOf<ByteString, History> = newTree<History>();
+  readonly histories = new Map<ByteString, History>();
+  readonly keys: BTreeOf<ByteString, undefined> = newTree<undefined>();
   /** Changelog: versions with modRevision >= compactRevision, in (revision, key) order. */
   private changes: Version[] = [];
   /** Index in `changes` of the first retained entry (we shift lazily to avoid O(n) splices). */
@@ -127,7 +131,7 @@ export class Mvcc {
 
   /** Latest version of a key, live or tombstone. */
   latest(key: ByteString): Version | undefined {
-    const history = this.tree.get(key);
+    const history = this.histories.get(key);
     return history === undefined ? undefined : latestOf(history);
   }
 
@@ -138,7 +142,7 @@ export class Mvcc {
 
   /** The key as of `revision` (undefined if absent then). Caller checks the revision is readable. */
   getAt(key: ByteString, revision: number): Version | undefined {
-    const history = this.tree.get(key);
+    const history = this.histories.get(key);
     if (history === undefined) return undefined;
     const found = versionAt(history, revision);
     return found?.live ? found : undefined;
@@ -146,7 +150,7 @@ export class Mvcc {
 
   /** The version before `version` in its key's history, if still retained. */
   previous(version: Version): Version | undefined {
-    const history = this.tree.get(version.key);
+    const history = this.histories.get(version.key);
     if (history === undefined) return undefined;
     const found = versionAt(history, version.modRevision - 1);
     return found?.live ? found : undefined;
@@ -173,16 +177,17 @@ export class Mvcc {
             const found = versionAt(history, revision);
             return found?.live ? found : undefined;
           };
+    const histories = this.histories;
     if (!reverse) {
-      for (const [key, history] of this.tree.entries(start)) {
+      for (const key of this.keys.keys(start)) {
         if (end !== null && key >= end) return;
-        const found = pick(history);
+        const found = pick(histories.get(key)!);
         if (found !== undefined && !visit(found)) return;
       }
     } else {
-      for (const [key, history] of this.tree.entriesReversed(end ?? undefined, undefined, end !== null)) {
+      for (const [key] of this.keys.entriesReversed(end ?? undefined, undefined, end !== null)) {
         if (key < start) return;
-        const found = pick(history);
+        const found = pick(histories.get(key)!);
         if (found !== undefined && !visit(found)) return;
       }
     }
@@ -190,9 +195,9 @@ export class Mvcc {
 
   /** Visit the latest version (live or tombstone) of every key in [start, end). */
   scanLatestAny(start: ByteString, end: ByteString | null, visit: VersionVisitor): void {
-    for (const [key, history] of this.tree.entries(start)) {
+    for (const key of this.keys.keys(start)) {
       if (end !== null && key >= end) return;
-      if (!visit(latestOf(history))) return;
+      if (!visit(latestOf(this.histories.get(key)!))) return;
     }
   }
 
@@ -200,7 +205,7 @@ export class Mvcc {
    * Record a version written at its modRevision. Versions of one revision must be appended in
    * key order, and revisions in increasing order.
    */
-  append(version: Version): void {
+  append(version: Version, history: History | undefined = this.histories.get(version.key)): void {
     const last = this.changes.length > this.changesStart ? this.changes[this.changes.length - 1] : undefined;
     invariant(
       last === undefined ||
@@ -208,17 +213,17 @@ export class Mvcc {
         (last.modRevision === version.modRevision && last.key < version.key),
       () => `changelog out of order: ${last?.modRevision} then ${version.modRevision}`,
     );
-    const history = this.tree.get(version.key);
     if (history === undefined) {
       invariant(version.live, 'tombstone for a key with no history');
-      this.tree.set(version.key, version);
+      this.histories.set(version.key, version);
+      this.keys.set(version.key, undefined);
       this.liveKeys++;
     } else {
       const previous = latestOf(history);
       invariant(previous.modRevision < version.modRevision, 'key history must grow in revision order');
       if (previous.live && !version.live) this.liveKeys--;
       else if (!previous.live && version.live) this.liveKeys++;
-      if (history instanceof Version) this.tree.set(version.key, [history, version]);
+      if (history instanceof Version) this.histories.set(version.key, [history, version]);
       else history.push(version);
     }
     this.changes.push(version);
@@ -272,7 +277,7 @@ export class Mvcc {
   }
 
   private compactKey(key: ByteString, revision: number): void {
-    const history = this.tree.get(key);
+    const history = this.histories.get(key);
     if (history === undefined) return;
     const versions = history instanceof Version ? [history] : history;
     let keepFrom = -1;
@@ -294,21 +299,29 @@ export class Mvcc {
       }
     }
     const kept = versions.slice(keepFrom);
-    if (kept.length === 0) this.tree.delete(key);
-    else if (kept.length === 1) this.tree.set(key, kept[0]!);
-    else this.tree.set(key, kept);
+    if (kept.length === 0) {
+      this.histories.delete(key);
+      this.keys.delete(key);
+    } else {
+      this.histories.set(key, kept.length === 1 ? kept[0]! : kept);
+    }
   }
 
   /** Every retained version of every key, in key then revision order (snapshots). */
   *allHistories(): IterableIterator<Version[]> {
-    for (const [, history] of this.tree.entries()) yield history instanceof Version ? [history] : history;
+    for (const key of this.keys.keys()) {
+      const history = this.histories.get(key)!;
+      yield history instanceof Version ? [history] : history;
+    }
   }
 
   /** Rebuild from restored histories (keys in order). */
   restoreHistory(versions: Version[], compactRevision: number): void {
     invariant(versions.length > 0, 'restored key with no versions');
     const key = versions[0]!.key;
-    this.tree.set(key, versions.length === 1 ? versions[0]! : versions);
+    invariant(!this.histories.has(key), 'key restored twice');
+    this.histories.set(key, versions.length === 1 ? versions[0]! : versions);
+    this.keys.set(key, undefined);
     if (latestOf(versions).live) this.liveKeys++;
     for (const version of versions) {
       this.storedBytes += versionCost(version);
@@ -336,6 +349,7 @@ export class Mvcc {
     }
     invariant(live === this.liveKeys, () => `liveKeys ${this.liveKeys} but counted ${live}`);
     invariant(bytes === this.storedBytes, () => `storedBytes ${this.storedBytes} but counted ${bytes}`);
+    invariant(this.keys.size === this.histories.size, 'key set and histories disagree');
     for (let i = this.changesStart + 1; i < this.changes.length; i++) {
       const a = this.changes[i - 1]!;
       const b = this.changes[i]!;

@@ -7,15 +7,14 @@
  * order, so two replicas that applied the same log produce byte-identical snapshots (and the
  * CRC doubles as the cross-member consistency hash, etcd #13766).
  *
- * Streaming: `snapshotChunks` captures the small tables at once and a copy-on-write clone of the
- * key index (O(1)); versions are filtered to the snapshot revision, so the generator may be
- * consumed across later applies and still yields the state as of its start.
+ * Streaming: `snapshotChunks` yields bounded frames so the bytes can be written out as they
+ * are produced; the store must not apply commands until the generator is drained (checked).
  */
 import { Packr } from 'msgpackr';
 import { fromByteString, toByteString } from './bytes.js';
 import type { CatalogCheck, CatalogNode, CatalogService } from './catalog.js';
 import { crc32 } from './crc32.js';
-import { StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
+import { invariant, StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
 import { Lease } from './leases.js';
 import { Version } from './mvcc.js';
 import { Store, type StoreOptions } from './store.js';
@@ -100,7 +99,8 @@ export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undef
     .entries(counters.timeMs)
     .map(([key, until]): [Uint8Array, number] => [fromByteString(key), until]);
   const catalog = internals.catalog.dump();
-  const tree = internals.mvcc.tree.clone();
+  const mvcc = internals.mvcc;
+  const appliedIndex = counters.appliedIndex;
 
   let crc = crc32(MAGIC);
   let frames = 0;
@@ -112,7 +112,10 @@ export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undef
   yield MAGIC;
   yield emit(frame('meta', meta));
   let batch: [Uint8Array, VersionTuple[]][] = [];
-  for (const [key, history] of tree.entries()) {
+  for (const key of mvcc.keys.keys()) {
+    // Histories are read as we go: the state must not change under the stream.
+    invariant(store.appliedIndex === appliedIndex, 'store changed while a snapshot was being streamed');
+    const history = mvcc.histories.get(key)!;
     const versions = history instanceof Version ? [history] : history;
     const tuples: VersionTuple[] = [];
     for (const version of versions) {

@@ -29,7 +29,7 @@ import { decodeRange, toKeyValue } from './kv-view.js';
 import { Lease, LeaseTable } from './leases.js';
 import { resolveLimits, type StoreLimits } from './limits.js';
 import { LockDelays } from './locks.js';
-import { Mvcc, type Version } from './mvcc.js';
+import { latestOf, Mvcc, type Version } from './mvcc.js';
 import { evaluateRange, type Scanner } from './range.js';
 import type { KeyValue, LeaseInfo, RangeResult } from './types.js';
 import { type Watcher, WatchHub, type WatchOptions } from './watch.js';
@@ -322,16 +322,19 @@ export class Store {
     if (writes.length === 0 && !otherChanges && this.pendingTopics.size === 0) return;
     const revision = this.revisionValue + 1;
     invariant(txn.revision === revision, 'write txn opened at a stale revision');
-    for (const version of writes) {
-      const previous = this.mvcc.latestLive(version.key);
-      this.trackAttachments(previous, version, revision);
-      this.mvcc.append(version);
+    const versions: Version[] = new Array(writes.length);
+    for (let i = 0; i < writes.length; i++) {
+      const { version, base } = writes[i]!;
+      const previous = base === undefined ? undefined : latestOf(base);
+      this.trackAttachments(previous?.live ? previous : undefined, version, revision);
+      this.mvcc.append(version, base);
+      versions[i] = version;
     }
     this.revisionValue = revision;
     this.clock.record(revision, this.timeMsValue);
-    if (writes.length > 0) {
-      this.hub.publish(revision, writes);
-      for (const version of writes) this.waiters.keyChanged(version.key, revision);
+    if (versions.length > 0) {
+      this.hub.publish(revision, versions);
+      this.waiters.keysChanged(versions, revision);
     }
     for (const topic of this.pendingTopics) {
       this.topicIndexes.set(topic, revision);

@@ -8,13 +8,27 @@
 import type { ByteString } from './bytes.js';
 import { invariant, StoreError, StoreErrorCode } from './errors.js';
 import type { KeyRange } from './kv-view.js';
-import { type Mvcc, tombstone, Version, type VersionVisitor, versionCost } from './mvcc.js';
+import {
+  type History,
+  latestOf,
+  type Mvcc,
+  tombstone,
+  Version,
+  type VersionVisitor,
+  versionCost,
+} from './mvcc.js';
 
 export interface VersionFields {
   lease: number;
   flags: number;
   lockIndex: number;
   session: number;
+}
+
+/** A pending write and the committed history it replaces (looked up once, reused at commit). */
+export interface PendingWrite {
+  version: Version;
+  base: History | undefined;
 }
 
 export class WriteTxn {
@@ -24,7 +38,9 @@ export class WriteTxn {
   /** Quota in bytes (0: none) and whether the quota alarm is raised (puts fail). */
   private readonly quotaBytes: number;
   private readonly alarmed: boolean;
-  private writes: Map<ByteString, Version> | null = null;
+  /** The first written key lives in `single`; a Map is made only when a second key is written. */
+  private single: PendingWrite | null = null;
+  private writes: Map<ByteString, PendingWrite> | null = null;
   private addedBytes = 0;
 
   constructor(mvcc: Mvcc, revision: number, quotaBytes: number, alarmed: boolean) {
@@ -35,15 +51,30 @@ export class WriteTxn {
   }
 
   /** The live version of `key` as this txn sees it. */
+  private pendingOf(key: ByteString): PendingWrite | undefined {
+    if (this.writes !== null) return this.writes.get(key);
+    return this.single !== null && this.single.version.key === key ? this.single : undefined;
+  }
+
   get(key: ByteString): Version | undefined {
-    const pending = this.writes?.get(key);
-    if (pending !== undefined) return pending.live ? pending : undefined;
+    const pending = this.pendingOf(key);
+    if (pending !== undefined) return pending.version.live ? pending.version : undefined;
     return this.mvcc.latestLive(key);
+  }
+
+  /** The committed history under a pending write, or a fresh lookup. */
+  private baseOf(key: ByteString): History | undefined {
+    const pending = this.pendingOf(key);
+    return pending !== undefined ? pending.base : this.mvcc.histories.get(key);
   }
 
   /** `bypassQuota`: internal writes that free resources (releasing a lock) work under the alarm. */
   put(key: ByteString, value: ByteString, fields: VersionFields, bypassQuota = false): Version {
-    const previous = this.get(key);
+    const pending = this.pendingOf(key);
+    const base = pending !== undefined ? pending.base : this.mvcc.histories.get(key);
+    const candidate =
+      pending !== undefined ? pending.version : base !== undefined ? latestOf(base) : undefined;
+    const previous = candidate?.live ? candidate : undefined;
     const version = new Version(
       key,
       value,
@@ -65,7 +96,7 @@ export class WriteTxn {
       throw new StoreError(StoreErrorCode.QuotaExceeded, 'database space exceeded: delete keys and compact');
     }
     this.addedBytes += cost;
-    this.record(version);
+    this.record(version, base);
     return version;
   }
 
@@ -73,18 +104,26 @@ export class WriteTxn {
   delete(key: ByteString): Version | undefined {
     const previous = this.get(key);
     if (previous === undefined) return undefined;
-    this.record(tombstone(key, this.revision));
+    this.record(tombstone(key, this.revision), this.baseOf(key));
     return previous;
   }
 
-  private record(version: Version): void {
-    if (this.writes === null) this.writes = new Map();
-    this.writes.set(version.key, version);
+  private record(version: Version, base: History | undefined): void {
+    const write = { version, base };
+    if (this.writes === null) {
+      if (this.single === null || this.single.version.key === version.key) {
+        this.single = write;
+        return;
+      }
+      this.writes = new Map([[this.single.version.key, this.single]]);
+    }
+    this.writes.set(version.key, write);
   }
 
   /** Live keys in range as this txn sees them: committed state merged with pending writes. */
   scan(range: KeyRange, reverse: boolean, visit: VersionVisitor): void {
-    const writes = this.writes;
+    const writes =
+      this.writes ?? (this.single === null ? null : new Map([[this.single.version.key, this.single]]));
     if (writes === null || writes.size === 0) {
       this.mvcc.scan(range.start, range.end, reverse, null, visit);
       return;
@@ -100,7 +139,7 @@ export class WriteTxn {
     const before = (a: ByteString, b: ByteString) => (reverse ? a > b : a < b);
     const emitPendingBefore = (key: ByteString | null): boolean => {
       while (next < pendingKeys.length && (key === null || before(pendingKeys[next]!, key))) {
-        const pending = writes.get(pendingKeys[next]!)!;
+        const pending = writes.get(pendingKeys[next]!)!.version;
         next++;
         if (pending.live && !visit(pending)) return false;
       }
@@ -112,7 +151,7 @@ export class WriteTxn {
         return false;
       }
       if (next < pendingKeys.length && pendingKeys[next] === committed.key) {
-        const pending = writes.get(committed.key)!;
+        const pending = writes.get(committed.key)!.version;
         next++;
         if (!pending.live) return true;
         if (!visit(pending)) {
@@ -134,15 +173,18 @@ export class WriteTxn {
    * The writes that change committed state, in key order (the order their events are
    * published in). A delete of a key the committed state does not hold changes nothing.
    */
-  effectiveWrites(): Version[] {
-    if (this.writes === null) return [];
-    const result: Version[] = [];
-    for (const version of this.writes.values()) {
-      if (!version.live && this.mvcc.latestLive(version.key) === undefined) continue;
+  effectiveWrites(): PendingWrite[] {
+    if (this.writes === null && this.single === null) return [];
+    const result: PendingWrite[] = [];
+    for (const write of this.writes?.values() ?? [this.single!]) {
+      const { version, base } = write;
+      if (!version.live && (base === undefined || !latestOf(base).live)) continue;
       invariant(version.modRevision === this.revision, 'pending write at a foreign revision');
-      result.push(version);
+      result.push(write);
     }
-    if (result.length > 1) result.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    if (result.length > 1) {
+      result.sort((a, b) => (a.version.key < b.version.key ? -1 : a.version.key > b.version.key ? 1 : 0));
+    }
     return result;
   }
 }
