@@ -345,6 +345,14 @@ export class Cluster {
     return delivered;
   }
 
+  /** Deliver the oldest queued message only (the answers it causes are queued). */
+  deliverNext(opts: DeliverOptions = {}): Message | undefined {
+    this.flushAll();
+    const m = this.queue.shift();
+    if (m && this.deliverOne(m, opts)) return m;
+    return undefined;
+  }
+
   /** Deliver messages, and the messages they cause, until the wire is empty. Returns what was delivered. */
   deliverAll(opts: DeliverOptions = {}): Message[] {
     this.flushAll();
