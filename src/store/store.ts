@@ -35,6 +35,9 @@ import type { KeyValue, LeaseInfo, RangeResult } from './types.js';
 import { type Watcher, WatchHub, type WatchOptions } from './watch.js';
 import { WriteTxn } from './write-txn.js';
 
+/** The quota alarm clears when stored bytes fall to this fraction of the quota. */
+export const QUOTA_CLEAR_RATIO = 0.9;
+
 export interface StoreOptions {
   limits?: Partial<StoreLimits>;
   /**
@@ -147,7 +150,11 @@ export class Store {
     }
     invariant(this.revisionValue >= revisionBefore, 'revision went backwards');
     invariant(this.pendingTopics.size === 0, 'topics left pending after apply');
-    if (this.quotaAlarm && this.mvcc.storedBytes < this.limits.quotaBytes) this.quotaAlarm = false;
+    // The alarm clears once usage is back under the low-water mark (90% of quota), so one
+    // freed key does not flap it; a delete plus a compaction is all recovery takes.
+    if (this.quotaAlarm && this.mvcc.storedBytes <= this.limits.quotaBytes * QUOTA_CLEAR_RATIO) {
+      this.quotaAlarm = false;
+    }
     this.runCallbacks();
     return result;
   }
