@@ -34,7 +34,7 @@ export { EntryType, MessageType };
 export const ELECTION_TICKS = 10;
 export const HEARTBEAT_TICKS = 1;
 /** A script that needs more deliveries than this has a livelock: fail loudly instead of hanging. */
-const DELIVERIES_MAX = 100_000;
+const DELIVERIES_MAX = 20_000;
 /** `elect` gives up after this many campaigns by the chosen node. */
 const CAMPAIGNS_MAX = 5;
 
@@ -68,6 +68,8 @@ export interface ClusterOptions {
 export interface DeliverOptions {
   /** Discard matching messages instead of delivering them (they are lost on the wire). */
   drop?: (m: Message) => boolean;
+  /** Leave matching messages on the wire, undelivered (delayed), in their order. */
+  hold?: (m: Message) => boolean;
 }
 
 interface Server {
@@ -80,6 +82,11 @@ interface Server {
   readStates: ReadState[];
   readFailures: ReadFailure[];
   random: () => number;
+  /**
+   * Ticks since this node last heard from a leader (an upper bound of the core's
+   * electionElapsed, which other events may reset too): how long its leader lease has left.
+   */
+  ticksSinceLeaderContact: number;
 }
 
 export class Cluster {
@@ -100,6 +107,7 @@ export class Cluster {
   private readonly blocked = new Set<string>();
   private readonly leaderOfTerm = new Map<number, NodeId>();
   private readonly appliedAt = new Map<number, { node: NodeId; entry: Applied }>();
+  private readonly divergentIndexes = new Set<number>();
   private readonly opts: ClusterOptions;
 
   constructor(opts: ClusterOptions = {}) {
@@ -127,6 +135,7 @@ export class Cluster {
         readStates: [],
         readFailures: [],
         random,
+        ticksSinceLeaderContact: 0,
       });
       this.start(id);
     }
@@ -232,8 +241,10 @@ export class Cluster {
 
   /** Tick `id` `count` times, handling its Ready after each tick. */
   tick(id: NodeId, count = 1): void {
+    const s = this.server(id);
     for (let i = 0; i < count; i++) {
       this.node(id).tick();
+      s.ticksSinceLeaderContact++;
       this.flush(id);
     }
   }
@@ -247,8 +258,9 @@ export class Cluster {
   }
 
   /**
-   * Make `id` leader: time passes for the other followers (so their leader lease, thesis
-   * §4.2.3, lapses — with midpoint timeouts this never makes them campaign themselves), then
+   * Make `id` leader: time passes for the other followers until an election timeout has gone
+   * by since they last heard from a leader (so their leader lease, thesis §4.2.3, lapses; with
+   * midpoint timeouts this never makes them campaign themselves), then
    * `id` is ticked until it campaigns and messages are delivered until the cluster settles.
    * Retries a lost campaign (e.g. one that only taught it a newer term). Throws if `id` does
    * not win.
@@ -260,7 +272,7 @@ export class Cluster {
       const st = this.status(other);
       if (st.role !== 'follower' || st.leader === '') continue;
       const sentBefore = this.sent.length;
-      this.tick(other, this.electionTicks);
+      this.tick(other, Math.max(0, this.electionTicks - this.server(other).ticksSinceLeaderContact));
       if (this.sent.slice(sentBefore).some((m) => m.from === other && isCampaign(m))) {
         throw new Error(`elect(${id}): letting time pass made ${other} campaign; tick explicitly instead`);
       }
@@ -349,6 +361,10 @@ export class Cluster {
   deliverNext(opts: DeliverOptions = {}): Message | undefined {
     this.flushAll();
     const m = this.queue.shift();
+    if (m && opts.hold?.(m)) {
+      this.queue.push(m);
+      return undefined;
+    }
     if (m && this.deliverOne(m, opts)) return m;
     return undefined;
   }
@@ -357,11 +373,14 @@ export class Cluster {
   deliverAll(opts: DeliverOptions = {}): Message[] {
     this.flushAll();
     const delivered: Message[] = [];
+    const held: Message[] = [];
     for (let n = 0; this.queue.length > 0; n++) {
       if (n >= DELIVERIES_MAX) throw new Error(`no quiescence after ${DELIVERIES_MAX} deliveries`);
       const m = this.queue.shift()!;
-      if (this.deliverOne(m, opts)) delivered.push(m);
+      if (opts.hold?.(m)) held.push(m);
+      else if (this.deliverOne(m, opts)) delivered.push(m);
     }
+    this.queue = held;
     return delivered;
   }
 
@@ -373,6 +392,9 @@ export class Cluster {
     }
     this.delivered.push(m);
     trace(() => `deliver ${describeMessage(m)}`);
+    if (m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap) {
+      to.ticksSinceLeaderContact = 0;
+    }
     to.raft.step(m);
     this.flush(m.to);
     return true;
@@ -430,7 +452,11 @@ export class Cluster {
     const seen = this.appliedAt.get(e.index);
     if (!seen) {
       this.appliedAt.set(e.index, { node: s.id, entry });
-    } else if (seen.entry.term !== entry.term || seen.entry.value !== entry.value) {
+    } else if (
+      (seen.entry.term !== entry.term || seen.entry.value !== entry.value) &&
+      !this.divergentIndexes.has(e.index)
+    ) {
+      this.divergentIndexes.add(e.index); // report each index once
       this.violations.push(
         `index ${e.index}: ${seen.node} applied t${seen.entry.term} '${seen.entry.value}', ` +
           `${s.id} applied t${entry.term} '${entry.value}'`,
@@ -483,6 +509,7 @@ export class Cluster {
     s.raft = new RaftNode(options, recovered);
     s.applied = recovered.snapshot ? (JSON.parse(decoder.decode(recovered.snapshot.data)) as Applied[]) : [];
     s.readies = [];
+    s.ticksSinceLeaderContact = 0;
     this.flush(id);
   }
 
