@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Packr } from 'msgpackr';
+import {
+  type Command,
+  decodeCommand,
+  encodeCommand,
+  restore,
+  Store,
+  StoreErrorCode,
+  snapshot,
+  snapshotChunks,
+  stateHash,
+} from '../../src/store/index.js';
+import { b, Harness, s } from './helpers.js';
+
+function busyHarness(): Harness {
+  const h = new Harness();
+  const lease = h.ok({ type: 'leaseGrant', id: 0, ttlMs: 5000 }, 'leaseGrant').id;
+  h.ok({
+    type: 'catalogRegister',
+    node: { node: 'n1', address: '10.0.0.1', meta: { z: '1', a: '2' } },
+    service: { id: 'web', service: 'web', port: 80, tags: ['v1'] },
+    checks: [{ checkId: 'serfHealth', status: 'passing' }],
+  });
+  const session = h.ok(
+    {
+      type: 'leaseGrant',
+      id: 0,
+      ttlMs: 0,
+      node: 'n1',
+      checks: ['serfHealth'],
+      behavior: 'release',
+      lockDelayMs: 15_000,
+    },
+    'leaseGrant',
+  ).id;
+  for (let i = 0; i < 50; i++) h.put(`k/${i % 7}`, `v${i}`, i % 5 === 0 ? { lease } : {});
+  h.ok({ type: 'consulTxn', ops: [{ verb: 'lock', key: b('lock'), value: b('me'), session }] });
+  h.del('k/3');
+  h.ok({ type: 'compact', revision: h.store.revision - 10 });
+  const other = h.ok(
+    { type: 'leaseGrant', id: 0, ttlMs: 0, behavior: 'release', lockDelayMs: 5000 },
+    'leaseGrant',
+  ).id;
+  h.ok({ type: 'consulTxn', ops: [{ verb: 'lock', key: b('lock2'), value: b('x'), session: other }] });
+  h.ok({ type: 'leaseRevoke', id: other }); // leaves a lock-delay
+  return h;
+}
+
+describe('snapshot and restore', () => {
+  test('restore gives the same state and the same bytes', () => {
+    const h = busyHarness();
+    const bytes = snapshot(h.store);
+    const restored = restore(bytes);
+    assert.deepEqual(Buffer.from(snapshot(restored)), Buffer.from(bytes));
+    assert.deepEqual(restored.status(), h.store.status());
+    assert.deepEqual(
+      restored.range({ key: b('\0'), rangeEnd: new Uint8Array([0]) }),
+      h.store.range({ key: b('\0'), rangeEnd: new Uint8Array([0]) }),
+    );
+    assert.deepEqual(restored.leases(), h.store.leases());
+    assert.deepEqual(restored.lockHolder(b('lock')), h.store.lockHolder(b('lock')));
+    assert.equal(restored.lockDelayUntil(b('lock2'), h.nowMs), h.store.lockDelayUntil(b('lock2'), h.nowMs));
+    assert.deepEqual(restored.catalog.dump(), h.store.catalog.dump());
+    // History below the current revision (but above compaction) survives.
+    const past = h.store.revision - 3;
+    assert.deepEqual(restored.get(b('k/1'), past), h.store.get(b('k/1'), past));
+  });
+
+  test('restored store behaves the same afterwards', () => {
+    const h = busyHarness();
+    const restored = restore(snapshot(h.store));
+    const more: Command[] = [
+      { type: 'put', timeMs: h.nowMs + 1, key: b('k/1'), value: b('after') },
+      { type: 'leaseExpire', timeMs: h.nowMs + 10_000, ids: h.store.leasesDue(h.nowMs + 10_000) },
+      {
+        type: 'consulTxn',
+        timeMs: h.nowMs + 10_001,
+        ops: [{ verb: 'lock', key: b('lock2'), value: b('y'), session: 2 }],
+      },
+      { type: 'compact', timeMs: h.nowMs + 10_002, revision: h.store.revision },
+    ];
+    let index = h.index;
+    for (const command of more) {
+      index++;
+      assert.deepEqual(restored.apply(index, command), h.store.apply(index, command));
+    }
+    assert.equal(stateHash(restored), stateHash(h.store));
+  });
+
+  test('same log applied twice gives byte-identical snapshots', () => {
+    const first = busyHarness();
+    const second = new Store();
+    first.log.forEach((command, i) => {
+      second.apply(i + 1, command);
+    });
+    assert.deepEqual(Buffer.from(snapshot(second)), Buffer.from(snapshot(first.store)));
+  });
+
+  test('corruption is detected', () => {
+    const bytes = Buffer.from(snapshot(busyHarness().store));
+    const flipped = Buffer.from(bytes);
+    flipped[Math.floor(bytes.length / 2)]! ^= 1;
+    assert.throws(() => restore(flipped), { code: StoreErrorCode.CorruptSnapshot });
+    assert.throws(() => restore(bytes.subarray(0, bytes.length - 10)), {
+      code: StoreErrorCode.CorruptSnapshot,
+    });
+    assert.throws(() => restore(Buffer.from('nonsense')), { code: StoreErrorCode.CorruptSnapshot });
+  });
+
+  test('a snapshot stream refuses to continue across an apply', () => {
+    const h = busyHarness();
+    const stream = snapshotChunks(h.store);
+    stream.next();
+    stream.next();
+    h.put('k/new', 'x');
+    assert.throws(() => {
+      for (const _ of stream) {
+      }
+    }, /changed while a snapshot/);
+  });
+});
+
+describe('command codec', () => {
+  test('round-trips every command shape', () => {
+    const commands: Command[] = [
+      { type: 'put', timeMs: 1, key: b('k'), value: Buffer.from([0, 255, 1]), lease: 3, prevKv: true },
+      {
+        type: 'txn',
+        timeMs: 2,
+        compare: [{ key: b('k'), target: 'value', result: 'equal', value: b('v') }],
+        success: [
+          { type: 'txn', compare: [], success: [{ type: 'range', key: b('a'), limit: 2 }], failure: [] },
+        ],
+        failure: [{ type: 'deleteRange', key: b('a'), rangeEnd: b('b') }],
+      },
+      {
+        type: 'consulTxn',
+        timeMs: 3,
+        ops: [{ verb: 'lock', key: b('k'), value: b(''), session: 1, flags: 2 }],
+      },
+      { type: 'leaseGrant', timeMs: 4, id: 0, ttlMs: 10, behavior: 'release', checks: ['a'] },
+      {
+        type: 'catalogRegister',
+        timeMs: 5,
+        node: { node: 'n', meta: { a: 'b' } },
+        checks: [{ checkId: 'c' }],
+      },
+      { type: 'leaseRenewAll', timeMs: 6 },
+    ];
+    for (const command of commands) assert.deepEqual(decodeCommand(encodeCommand(command)), command);
+  });
+
+  test('hostile bytes are CORRUPT_COMMAND, never a crash', () => {
+    const bad = [
+      new Uint8Array([0xc1]),
+      encodeCommand({ type: 'put', timeMs: 1, key: b('k'), value: b('v') }).subarray(0, 5),
+      Buffer.from(JSON.stringify({ type: 'put' })),
+    ];
+    for (const bytes of bad)
+      assert.throws(() => decodeCommand(bytes), { code: StoreErrorCode.CorruptCommand });
+    const packr = new Packr({ useRecords: false });
+    const malformed = [
+      [1, { type: 'put', timeMs: 1, key: 'not bytes', value: b('v') }],
+      [1, { type: 'nope', timeMs: 1 }],
+      [1, { type: 'txn', timeMs: 1, compare: [], success: [{ type: 'put', key: null }], failure: [] }],
+      [2, { type: 'leaseRenewAll', timeMs: 1 }],
+      [1, { type: 'leaseRenewAll' }],
+    ];
+    for (const value of malformed) {
+      assert.throws(() => decodeCommand(packr.pack(value)), { code: StoreErrorCode.CorruptCommand });
+    }
+    assert.equal(s(b('ok')), 'ok');
+  });
+});
