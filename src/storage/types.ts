@@ -11,10 +11,11 @@
  * G1. Durability: a `save()` that resolved is durable. After any crash, `load()` returns every
  *     record of it, unless a later call (issued before the crash) superseded it (a truncation,
  *     a newer hard state, an installed snapshot).
- * G2. Order: calls are applied in call order. A crash keeps a prefix of the issued calls: every
- *     resolved call, then possibly some of the unresolved ones, the last of which may be
- *     partially kept. Within one call the parts are kept in this order: snapshot, truncation,
- *     entries (a prefix of them), hard state. A call never takes effect without all earlier ones.
+ * G2. Order and atomicity: calls are applied in call order, and each call is atomic. A crash
+ *     keeps every resolved call, then possibly some of the unresolved ones, in order, each
+ *     whole or not at all (never a later call without all earlier ones). One exception: a
+ *     call carrying a `snapshot` may survive as just its snapshot, applied to the stored log
+ *     by Raft §7 as if the call had no entries and no hard state.
  * G3. Resolution order: `save()` promises resolve in call order. A call made while a flush is
  *     in flight joins the next batch (group commit): one fdatasync per batch, not per call.
  * G4. Fail-stop: after any write or sync error, or a call that breaks an invariant (below), the
@@ -22,10 +23,14 @@
  *     and nothing whose durability is unknown is ever reported as saved. The node must stop;
  *     a restart recovers the durable prefix (G1, G2).
  * G5. Snapshots: `saveSnapshot()` resolves once the snapshot file is durable. Log space it covers
- *     is released only afterwards. A stale snapshot (index at or below the current one) is a
- *     no-op, so an application snapshot racing a leader-installed one is harmless.
+ *     is released only afterwards, and only up to the oldest snapshot kept, so one damaged
+ *     snapshot file still leaves an older one plus the log to recover from. A stale snapshot
+ *     (index at or below the current one) is a no-op, so an application snapshot racing a
+ *     leader-installed one is harmless. `saveSnapshot()` is not ordered with `save()`: snapshot
+ *     only entries whose save() has resolved (the shell applies only persisted entries anyway).
  * G6. Recovery: `load()` returns the newest valid snapshot, the log after it (contiguous, terms
- *     non-decreasing) and the last durable hard state. A torn final write is dropped silently;
+ *     non-decreasing) and the last durable hard state (its `commit` may be below the snapshot
+ *     index; the snapshot is committed by definition). A torn final write is dropped silently;
  *     corruption anywhere else refuses to start with an error naming the file and byte offset.
  *
  * ## Invariants checked on every call (a violation fails the storage, see G4)

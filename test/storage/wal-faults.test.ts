@@ -15,8 +15,10 @@ import {
   StorageLockedError,
   StorageVersionError,
 } from '../../src/storage/errors.js';
+import { nodeFsOps } from '../../src/storage/wal/fs-ops.js';
 import { readRecordAt } from '../../src/storage/wal/record.js';
 import { segmentHeaderBytes } from '../../src/storage/wal/segment-file.js';
+import { writeSnapshotFile } from '../../src/storage/wal/snapshot-file.js';
 import { WalStorage, type WalStorageOptions } from '../../src/storage/wal/wal-storage.js';
 import { assertRecovered, makeEntries, makeSnapshot } from './compliance.js';
 import { FaultyFs } from './faulty-fs.js';
@@ -308,6 +310,24 @@ describe('snapshots', () => {
       assert.match(error.message, new RegExp(files[0]!.replace('.', '\\.')));
       return true;
     });
+  });
+
+  test('a crash between an installed snapshot file and its log record recovers by Raft §7', async () => {
+    await writeBatches([[1, 10, 1]]);
+    // The snapshot file is durable; the marker record that installs it never reached the log.
+    await writeSnapshotFile(nodeFsOps, join(dir, 'snap'), makeSnapshot(8, 2));
+    assertRecovered(await loadFresh(), { snapshotIndex: 8, entries: [] });
+    const storage = open();
+    await storage.load();
+    await storage.save({ entries: makeEntries(9, 12, 2, 40) });
+    await storage.close();
+    assertRecovered(await loadFresh(), { snapshotIndex: 8, entries: makeEntries(9, 12, 2, 40) });
+  });
+
+  test('a snapshot file matching a logged entry keeps the log after it', async () => {
+    await writeBatches([[1, 10, 1]]);
+    await writeSnapshotFile(nodeFsOps, join(dir, 'snap'), makeSnapshot(6, 1));
+    assertRecovered(await loadFresh(), { snapshotIndex: 6, entries: makeEntries(7, 10, 1, 40) });
   });
 
   test('a leftover temp snapshot file is removed', async () => {
