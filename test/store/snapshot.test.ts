@@ -174,3 +174,14 @@ describe('command codec', () => {
     assert.equal(s(b('ok')), 'ok');
   });
 });
+
+describe('crc32', () => {
+  test('native and portable CRC-32 agree, incrementally too', async () => {
+    const { crc32, crc32Portable } = await import('../../src/store/crc32.js');
+    const data = Buffer.from('The quick brown fox jumps over the lazy dog');
+    assert.equal(crc32Portable(data), 0x414fa339);
+    assert.equal(crc32(data), 0x414fa339);
+    assert.equal(crc32(data.subarray(10), crc32(data.subarray(0, 10))), 0x414fa339);
+    assert.equal(crc32Portable(data.subarray(10), crc32Portable(data.subarray(0, 10))), 0x414fa339);
+  });
+});
