@@ -24,7 +24,10 @@ const MAGIC = Buffer.from('CONCLAVE-STORE-SNAPSHOT\u0001', 'latin1');
 const FORMAT = 1;
 const KEYS_PER_FRAME = 4096;
 /** A restored key must be a byte string (every char 0..255). */
-const BYTE_STRING = /^[\u0000-\u00ff]*$/;
+function isByteString(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return false;
+  return true;
+}
 const packr = new Packr({ useRecords: false });
 
 /**
@@ -203,9 +206,9 @@ export function restore(input: Uint8Array | Iterable<Uint8Array>, options: Store
           break;
         case 'kv':
           for (const [key, tuples] of data as [string, VersionTuple[]][]) {
-            if (typeof key !== 'string' || !BYTE_STRING.test(key)) throw corrupt('bad key');
+            if (typeof key !== 'string' || !isByteString(key)) throw corrupt('bad key');
             const versions = tuples.map(([value, create, mod, version, lease, flags, lockIndex, session]) => {
-              if (typeof value !== 'string') throw corrupt('bad value');
+              if (typeof value !== 'string' || !isByteString(value)) throw corrupt('bad value');
               return new Version(key, value, create, mod, version, lease, flags, lockIndex, session);
             });
             internals.mvcc.restoreHistory(versions, meta!.compactRevision);
