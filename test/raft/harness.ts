@@ -267,22 +267,29 @@ export class Cluster {
    */
   elect(id: NodeId, deliver: DeliverOptions = {}): void {
     this.flushAll();
-    for (const other of this.ids) {
-      if (other === id || !this.isUp(other)) continue;
-      const st = this.status(other);
-      if (st.role !== 'follower' || st.leader === '') continue;
-      const sentBefore = this.sent.length;
-      this.tick(other, Math.max(0, this.electionTicks - this.server(other).ticksSinceLeaderContact));
-      if (this.sent.slice(sentBefore).some((m) => m.from === other && isCampaign(m))) {
-        throw new Error(`elect(${id}): letting time pass made ${other} campaign; tick explicitly instead`);
-      }
-    }
     for (let attempt = 0; attempt < CAMPAIGNS_MAX; attempt++) {
+      this.letLeasesLapse(id);
       this.tickUntilCampaign(id);
       this.deliverAll(deliver);
       if (this.isUp(id) && this.status(id).role === 'leader') return;
     }
     throw new Error(`elect(${id}): not leader after ${CAMPAIGNS_MAX} campaigns: ${this.describe()}`);
+  }
+
+  /** Tick every live follower but `except` until an election timeout has passed since it heard from a leader. */
+  private letLeasesLapse(except: NodeId): void {
+    for (const other of this.ids) {
+      if (other === except || !this.isUp(other)) continue;
+      const st = this.status(other);
+      if (st.role !== 'follower' || st.leader === '') continue;
+      const sentBefore = this.sent.length;
+      this.tick(other, Math.max(0, this.electionTicks - this.server(other).ticksSinceLeaderContact));
+      if (this.sent.slice(sentBefore).some((m) => m.from === other && isCampaign(m))) {
+        throw new Error(
+          `elect(${except}): letting time pass made ${other} campaign; tick explicitly instead`,
+        );
+      }
+    }
   }
 
   /** Tick `id` until it sends a PreVote or Vote (or wins outright as the only voter). */
