@@ -59,6 +59,11 @@ export interface ClusterOptions {
    * script ticks.
    */
   seed?: number;
+  /**
+   * Fixed election timeout draws per node, overriding the above: 0 gives exactly
+   * electionTicks, 0.9 gives 1.9 × electionTicks (the midpoint default is 0.5).
+   */
+  timeoutFractions?: Record<NodeId, number>;
   /** Options for every node (electionTicks, preVote, bugs, flow-control limits...). */
   options?: Partial<Omit<RaftOptions, 'id' | 'random'>>;
   /** Per-node overrides on top of `options`. */
@@ -125,7 +130,8 @@ export class Cluster {
         entries: isVoter ? [boot] : [],
       });
       const stream = rng?.fork();
-      const random = stream ? () => stream.float() : () => 0.5;
+      const fixed = opts.timeoutFractions?.[id];
+      const random = fixed !== undefined ? () => fixed : stream ? () => stream.float() : () => 0.5;
       this.servers.set(id, {
         id,
         disk,
