@@ -166,7 +166,9 @@ export class RaftHost {
     }
     this.proposals.clear();
     this.failReads(err, true);
-    while (this.processing) await new Promise((r) => setTimeout(r, 5));
+    while (this.processing || this.snapshotting) await new Promise((r) => setTimeout(r, 5));
+    // The host owns its storage: closing it flushes and releases the data-directory lock.
+    await this.opts.storage.close();
   }
 
   /** Deliver a message from a peer. */

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry } from '../../src/raft/types.js';
 import { RaftHost, RetryableError, type StateMachine } from '../../src/server/raft-host.js';
-import { MemoryStorage } from '../../src/storage/index.js';
+import { MemoryStorage, type RaftLogStorage, WalStorage } from '../../src/storage/index.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
 
 const decoder = new TextDecoder();
@@ -32,7 +35,10 @@ interface Member {
   port: number;
 }
 
-async function startCluster(n: number): Promise<Member[]> {
+async function startCluster(
+  n: number,
+  storageFor: (id: string) => RaftLogStorage = () => new MemoryStorage(),
+): Promise<Member[]> {
   const ids = Array.from({ length: n }, (_, i) => `s${i + 1}`);
   const members: Member[] = [];
   for (const id of ids) {
@@ -48,7 +54,7 @@ async function startCluster(n: number): Promise<Member[]> {
     const port = await transport.listen();
     host = new RaftHost({
       id,
-      storage: new MemoryStorage(),
+      storage: storageFor(id),
       stateMachine: sm,
       send: (m) => transport.send(m),
       bootstrapVoters: ids,
@@ -126,5 +132,32 @@ test('after the leader stops, the others elect a new one and keep every acknowle
     members.splice(members.indexOf(leader), 1);
   } finally {
     await stopAll(members);
+  }
+});
+
+test('a whole cluster on the write-ahead log restarts with every acknowledged write', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'conclave-host-'));
+  const wal = (id: string) => new WalStorage({ dir: join(root, id), preallocateBytes: 64 * 1024 });
+  try {
+    let members = await startCluster(3, wal);
+    try {
+      const leader = await waitForLeader(members);
+      for (let i = 0; i < 80; i++) await leader.host.propose(encoder.encode(`d${i}`));
+    } finally {
+      await stopAll(members);
+    }
+    members = await startCluster(3, wal);
+    try {
+      const leader = await waitForLeader(members);
+      await leader.host.propose(encoder.encode('again'));
+      for (const m of members) {
+        await m.host.readBarrier();
+        assert.deepEqual(m.sm.items, [...Array.from({ length: 80 }, (_, i) => `d${i}`), 'again']);
+      }
+    } finally {
+      await stopAll(members);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
