@@ -45,10 +45,11 @@ export interface RaftOptions {
   checkQuorum?: boolean;
   /**
    * 'safe' (default): ReadIndex confirms leadership with a heartbeat round (thesis §6.4).
-   * 'lease': the leader answers from its commit index at once, trusting that no other leader
-   * can exist within an election timeout of its last quorum contact (thesis §6.4.1). This
-   * assumes clocks advance at nearly the same rate on all servers and that a leader is never
-   * paused (GC, SIGSTOP, a frozen VM) for longer than the election timeout; it needs checkQuorum.
+   * 'lease': the leader answers from its commit index at once while its lease holds: until an
+   * election timeout (less one tick) after sending the last heartbeat round a majority
+   * acknowledged (thesis §6.4.1); otherwise it falls back to a heartbeat round. This assumes
+   * ticks advance at nearly the same rate on all servers and that a leader is never paused (GC,
+   * SIGSTOP, a frozen VM) between deciding a read and answering it; it needs checkQuorum.
    */
   readMode?: 'safe' | 'lease';
   maxAppendBytes?: number;
@@ -126,7 +127,11 @@ export class RaftNode {
   private appendDue = new Set<NodeId>();
   private heartbeatDue = false;
 
+  /** Ticks since this node started: the leader lease is measured in them. */
+  private tickCount = 0;
+  /** Heartbeat rounds: the last one sent, and the tick each recent one was sent at (lease reads). */
   private readSeq = 0;
+  private roundSentTick = new Map<number, number>();
   private readQueue: PendingRead[] = [];
   /** Reads that arrived before this leader committed an entry of its term (§6.4 step 1). */
   private readsAwaitingCommit: PendingRead[] = [];
@@ -182,6 +187,7 @@ export class RaftNode {
   // ---------------------------------------------------------------- inputs
 
   tick(): void {
+    this.tickCount++;
     this.electionElapsed++;
     if (this.role === 'leader') {
       this.heartbeatElapsed++;
@@ -532,6 +538,7 @@ export class RaftNode {
     this.resetTimers();
     this.readQueue = [];
     this.readsAwaitingCommit = [];
+    this.roundSentTick.clear();
     this.progress = new Map();
     for (const id of [...this.membership.voters(), ...this.membership.learners()]) this.addProgress(id);
     // §8: a new leader appends a no-op so it can commit (and learn the commit index) in its term.
@@ -593,7 +600,10 @@ export class RaftNode {
       case MessageType.TimeoutNow:
         return;
       case MessageType.ReadIndexResp:
-        this.readStates.push({ context: m.context!, index: m.index! });
+        this.onReadIndexResp(m);
+        return;
+      case MessageType.ReadIndex:
+        this.rejectForwardedRead(m.from, m.context!);
         return;
     }
   }
@@ -622,10 +632,11 @@ export class RaftNode {
         this.campaign('real', true);
         return;
       case MessageType.ReadIndexResp:
-        this.readStates.push({ context: m.context!, index: m.index! });
+        this.onReadIndexResp(m);
         return;
       case MessageType.ReadIndex:
-        // Forwarded to us by mistake (we are not the leader): tell the reader to retry.
+        // Forwarded to a server that is no longer leader: tell the reader to retry.
+        this.rejectForwardedRead(m.from, m.context!);
         return;
     }
   }
@@ -848,13 +859,43 @@ export class RaftNode {
     }
     read.index = this.log.committed;
     const singleVoter = this.membership.voters().length === 1 && this.membership.isVoter(this.id);
-    if (singleVoter || this.opts.readMode === 'lease' || this.opts.bugs.readWithoutQuorumCheck) {
+    if (
+      singleVoter ||
+      this.opts.bugs.readWithoutQuorumCheck ||
+      (this.opts.readMode === 'lease' && this.leaseValid())
+    ) {
       this.resolveRead(read);
       return;
     }
-    read.seq = ++this.readSeq;
+    // Served once a majority acknowledges the next heartbeat round (sent with the next Ready).
+    read.seq = this.readSeq + 1;
     this.readQueue.push(read);
     this.heartbeatDue = true;
+  }
+
+  /**
+   * Thesis §6.4.1: no other leader can exist until an election timeout after the start of the
+   * last heartbeat round a majority acknowledged (followers ignore candidates that long after
+   * hearing from us). One tick of margin covers ticks that are not aligned across servers.
+   */
+  private leaseValid(): boolean {
+    const confirmed = this.confirmedRound();
+    const sentTick = this.roundSentTick.get(confirmed);
+    if (sentTick === undefined) return false;
+    for (const seq of this.roundSentTick.keys()) {
+      if (seq >= confirmed) break;
+      this.roundSentTick.delete(seq);
+    }
+    return this.tickCount < sentTick + this.opts.electionTicks - 1;
+  }
+
+  /** The latest heartbeat round acknowledged by a majority of voters (this leader included). */
+  private confirmedRound(): number {
+    const acked: number[] = [];
+    for (const v of this.membership.voters()) {
+      acked.push(v === this.id ? this.readSeq : (this.progress.get(v)?.readSeqAcked ?? 0));
+    }
+    return committedValue(acked);
   }
 
   private releaseReadsAwaitingCommit(): void {
@@ -866,11 +907,7 @@ export class RaftNode {
   /** Serve every queued read whose heartbeat round a majority of voters acknowledged. */
   private advanceReads(): void {
     if (this.readQueue.length === 0) return;
-    const acked: number[] = [];
-    for (const v of this.membership.voters()) {
-      acked.push(v === this.id ? this.readSeq : (this.progress.get(v)?.readSeqAcked ?? 0));
-    }
-    const confirmed = committedValue(acked);
+    const confirmed = this.confirmedRound();
     let served = 0;
     while (served < this.readQueue.length && this.readQueue[served]!.seq <= confirmed) {
       this.resolveRead(this.readQueue[served]!);
@@ -896,9 +933,20 @@ export class RaftNode {
   private failLeaderReads(reason: ReadFailure['reason']): void {
     for (const r of [...this.readQueue, ...this.readsAwaitingCommit]) {
       if (r.from === '' || r.from === this.id) this.readFailures.push({ context: r.context, reason });
+      else this.rejectForwardedRead(r.from, r.context);
     }
     this.readQueue = [];
     this.readsAwaitingCommit = [];
+  }
+
+  /** A follower forwarded a read to us but we cannot serve it: tell it, so its reader retries now. */
+  private rejectForwardedRead(to: NodeId, context: string): void {
+    this.send({ type: MessageType.ReadIndexResp, to, term: this.term, context, reject: true });
+  }
+
+  private onReadIndexResp(m: Message): void {
+    if (m.reject) this.readFailures.push({ context: m.context!, reason: 'dropped' });
+    else this.readStates.push({ context: m.context!, index: m.index! });
   }
 
   // ---------------------------------------------------------------- sending
@@ -915,6 +963,10 @@ export class RaftNode {
     }
     if (this.heartbeatDue) {
       this.heartbeatDue = false;
+      // Every heartbeat round is numbered: ReadIndex and the leader lease count its acks.
+      this.readSeq++;
+      this.roundSentTick.set(this.readSeq, this.tickCount);
+      if (this.roundSentTick.size > 1024) this.roundSentTick.delete(this.roundSentTick.keys().next().value!);
       for (const [id, pr] of this.progress) {
         if (id === this.id) continue;
         const m: Omit<Message, 'from'> = {
@@ -923,7 +975,7 @@ export class RaftNode {
           term: this.term,
           commit: Math.min(pr.match, this.log.committed),
         };
-        if (this.readSeq > 0) m.readSeq = this.readSeq;
+        m.readSeq = this.readSeq;
         this.send(m);
       }
     }

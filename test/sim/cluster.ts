@@ -13,6 +13,8 @@ export interface SimOptions {
   /** Simulated milliseconds of faults, then healing and a liveness check. */
   faultMs?: number;
   bugs?: InjectedBugs;
+  /** Lease reads assume no process pauses, so pause faults are off in that mode. */
+  readMode?: 'safe' | 'lease';
   trace?: (line: string) => void;
 }
 
@@ -265,6 +267,7 @@ export class SimCluster {
         maxAppendBytes: this.maxAppendBytes,
         maxInflightMessages: this.maxInflightMessages,
         bugs: this.opts.bugs,
+        readMode: this.opts.readMode ?? 'safe',
       },
       state,
     );
@@ -515,7 +518,7 @@ export class SimCluster {
         this.start(victim.id);
       });
     } else if (kind < 47) {
-      if (up.length === 0) return;
+      if (up.length === 0 || this.opts.readMode === 'lease') return;
       const s = f.pick(up);
       s.pausedUntil = this.now + f.int(50, 500);
       this.trace(`pause ${s.id} until ${s.pausedUntil}`);

@@ -16,6 +16,7 @@ const { values } = parseArgs({
     voters: { type: 'string' },
     'fault-ms': { type: 'string' },
     bug: { type: 'string', multiple: true },
+    'read-mode': { type: 'string', default: 'safe' },
     verbose: { type: 'boolean', short: 'v', default: false },
   },
 });
@@ -44,6 +45,9 @@ for (const b of values.bug ?? []) {
   (bugs as Record<string, boolean>)[b] = true;
 }
 
+const readMode = values['read-mode'];
+if (readMode !== 'safe' && readMode !== 'lease') fail(`--read-mode must be safe or lease: got '${readMode}'`);
+
 const single = parsePositive('seed', values.seed);
 const count = parsePositive('seeds', values.seeds) ?? (single === undefined ? 100 : 1);
 const start = single ?? parsePositive('start', values.start) ?? 1;
@@ -69,6 +73,7 @@ for (let i = 0; i < count; i++) {
     seed,
     voters,
     bugs,
+    readMode,
     ...(faultMs !== undefined ? { faultMs } : {}),
     ...(values.verbose ? { trace: (line: string) => console.log(line) } : {}),
   });
