@@ -44,7 +44,7 @@ function settle(nodes: Map<string, RaftNode>, countOn: string): number {
       if (!node.hasReady()) continue;
       progress = true;
       const rd = node.ready();
-      for (const m of rd.messages) inbox.push(m);
+      for (const m of [...rd.messagesNow, ...rd.messages]) inbox.push(m);
       if (id === countOn) applied += rd.committedEntries.length;
       node.advance(rd);
     }

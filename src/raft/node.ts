@@ -100,6 +100,24 @@ interface PendingRead {
 const EMPTY = new Uint8Array(0);
 
 /**
+ * Messages that carry no promise about the sender's disk: a leader's appends, heartbeats,
+ * snapshots and TimeoutNow (its term and vote were persisted before it could win), and
+ * ReadIndex traffic. Votes and acknowledgements are not among them.
+ */
+function sendsBeforePersist(m: Message): boolean {
+  switch (m.type) {
+    case MessageType.App:
+    case MessageType.Heartbeat:
+    case MessageType.Snap:
+    case MessageType.TimeoutNow:
+    case MessageType.ReadIndex:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
  * One server's Raft state machine, shaped like etcd-io/raft's RawNode: inputs are `tick`,
  * `step`, `propose`, `proposeConfChange`, `readIndex`, `transferLeadership` and snapshot
  * calls; outputs come out of `ready()` and are acknowledged with `advance()`. See `Ready` for
@@ -400,10 +418,14 @@ export class RaftNode {
   ready(): Ready {
     invariant(!this.readyInFlight, 'ready() called again before advance()');
     this.flushSends();
+    const messagesNow: Message[] = [];
+    const messages: Message[] = [];
+    for (const m of this.msgs) (sendsBeforePersist(m) ? messagesNow : messages).push(m);
     const rd: Ready = {
       entries: this.log.unstableEntries(),
       committedEntries: this.log.nextCommitted(this.opts.maxApplyBytesPerReady),
-      messages: this.msgs,
+      messagesNow,
+      messages,
       readStates: this.readStates,
       readFailures: this.readFailures,
     };

@@ -138,6 +138,11 @@ export interface SoftState {
  *      for state a crash could lose: Figure 2, "respond to RPCs only after updating stable storage");
  *   3. apply `snapshot` to the state machine, then `committedEntries` in order;
  *   4. call `advance(ready)`.
+ * `messagesNow` are the leader's own traffic (appends, heartbeats, snapshots, TimeoutNow) and
+ * forwarded ReadIndex requests: they promise nothing about this server's disk, so the shell
+ * sends them at once, before persisting. The leader writes its log in parallel with its
+ * followers (thesis §10.2.1) and counts itself toward commit only once its write is durable;
+ * heartbeats never wait behind a slow fsync (etcd #13587).
  * `readStates` may be handed to waiting readers at any time; each is served once the
  * state machine has applied `index`.
  */
@@ -147,6 +152,9 @@ export interface Ready {
   snapshot?: Snapshot;
   entries: Entry[];
   committedEntries: Entry[];
+  /** Send before persisting (see above). */
+  messagesNow: Message[];
+  /** Send only after persisting. */
   messages: Message[];
   readStates: ReadState[];
   readFailures: ReadFailure[];

@@ -264,6 +264,7 @@ export class RaftHost {
           this.failReads(new RetryableError('no-leader', 'leader changed', this.leader), false);
         }
       }
+      for (const m of rd.messagesNow) this.opts.send(m);
       if (rd.entries.length > 0 || rd.hardState || rd.snapshot) {
         const began = performance.now();
         const update: Parameters<RaftLogStorage['save']>[0] = { entries: rd.entries };

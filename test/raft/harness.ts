@@ -439,8 +439,8 @@ export class Cluster {
       if (rd.snapshot) write.snapshot = rd.snapshot;
       s.disk.write(write);
       s.disk.sync();
-      // 2. Send.
-      for (const m of rd.messages) {
+      // 2. Send (the leader's own traffic may leave before the write; here the disk is instant).
+      for (const m of [...rd.messagesNow, ...rd.messages]) {
         this.checkDurable(s, m);
         this.sent.push(m);
         this.queue.push(m);

@@ -308,6 +308,7 @@ export class SimCluster {
     const rd = raft.ready();
     s.persisting = rd;
     this.observe(s, rd);
+    for (const m of rd.messagesNow) this.send(m);
     const needsDisk = rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined;
     if (needsDisk) {
       const write: { hardState?: typeof rd.hardState; snapshot?: typeof rd.snapshot; entries: Entry[] } = {
