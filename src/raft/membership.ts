@@ -55,7 +55,8 @@ export class Membership {
   onAppend(entries: readonly Entry[]): boolean {
     let changed = false;
     for (const e of entries) {
-      if (e.type !== EntryType.ConfChange) continue;
+      // Entries re-delivered by a duplicate append are already counted.
+      if (e.type !== EntryType.ConfChange || e.index <= this.currentIndex()) continue;
       invariant(e.config !== undefined, () => `ConfChange entry ${e.index} carries no configuration`);
       const last = this.changes[this.changes.length - 1];
       invariant(!last || last.index < e.index, 'configuration entries arrive in index order');

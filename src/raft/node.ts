@@ -619,13 +619,9 @@ export class RaftNode {
         else if (result === 'lost') this.becomeFollower(this.term, '');
         return;
       }
-      case MessageType.TimeoutNow:
-        return;
       case MessageType.ReadIndexResp:
-        this.onReadIndexResp(m);
-        return;
       case MessageType.ReadIndex:
-        this.rejectForwardedRead(m.from, m.context!);
+        this.stepReadTraffic(m);
         return;
     }
   }
@@ -654,11 +650,8 @@ export class RaftNode {
         this.campaign('real', true);
         return;
       case MessageType.ReadIndexResp:
-        this.onReadIndexResp(m);
-        return;
       case MessageType.ReadIndex:
-        // Forwarded to a server that is no longer leader: tell the reader to retry.
-        this.rejectForwardedRead(m.from, m.context!);
+        this.stepReadTraffic(m);
         return;
     }
   }
@@ -674,8 +667,7 @@ export class RaftNode {
       this.membership.onTruncate(from),
     );
     if (lastNew !== null) {
-      if (entries.length > 0)
-        this.membership.onAppend(entries.filter((e) => e.index > this.membershipSeen()));
+      this.membership.onAppend(entries);
       this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: lastNew });
       return;
     }
@@ -691,11 +683,6 @@ export class RaftNode {
       rejectHint: hintIndex,
       logTerm: this.log.term(hintIndex) ?? 0,
     });
-  }
-
-  /** Highest ConfChange index the membership tracker has seen (to skip re-delivered entries). */
-  private membershipSeen(): number {
-    return this.membership.currentIndex();
   }
 
   private handleHeartbeat(m: Message): void {
@@ -966,9 +953,16 @@ export class RaftNode {
     this.send({ type: MessageType.ReadIndexResp, to, term: this.term, context, reject: true });
   }
 
-  private onReadIndexResp(m: Message): void {
-    if (m.reject) this.readFailures.push({ context: m.context!, reason: 'dropped' });
-    else this.readStates.push({ context: m.context!, index: m.index! });
+  /** ReadIndex traffic at a server that is not the leader. */
+  private stepReadTraffic(m: Message): void {
+    if (m.type === MessageType.ReadIndex) {
+      // Forwarded to a server that is no longer leader: tell the reader to retry.
+      this.rejectForwardedRead(m.from, m.context!);
+    } else if (m.reject) {
+      this.readFailures.push({ context: m.context!, reason: 'dropped' });
+    } else {
+      this.readStates.push({ context: m.context!, index: m.index! });
+    }
   }
 
   // ---------------------------------------------------------------- sending

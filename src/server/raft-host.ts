@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { invariant } from '../raft/assert.js';
 import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
-import type { ConfChange, ConfigState, Entry, Message, NodeId, Ready } from '../raft/types.js';
+import type { ConfChange, Entry, Message, NodeId, Ready } from '../raft/types.js';
 import type { RaftLogStorage } from '../storage/types.js';
 
 /**
@@ -405,5 +405,3 @@ export class RaftHost {
     this.readsWaitingApply = [];
   }
 }
-
-export type { ConfigState };

@@ -88,32 +88,18 @@ function applyOne(context: ConsulContext, op: ConsulKvOp, opIndex: number): Cons
   const key = toByteString(op.key);
   const existing = op.verb === 'get-tree' || op.verb === 'delete-tree' ? undefined : txn.get(key);
   const shown = (version: Version) => ({ kvs: [toKeyValue(version)] });
+  const write = (value: Uint8Array, flags: number | undefined, lockIndex: number, session: number) =>
+    writeIfChanged(txn, key, existing, toByteString(value), flags ?? 0, lockIndex, session);
   switch (op.verb) {
     case 'set': {
-      const written = writeIfChanged(
-        txn,
-        key,
-        existing,
-        toByteString(op.value),
-        op.flags ?? 0,
-        existing?.lockIndex ?? 0,
-        existing?.session ?? 0,
-      );
+      const written = write(op.value, op.flags, existing?.lockIndex ?? 0, existing?.session ?? 0);
       return shown(written);
     }
     case 'cas': {
       if (op.index === 0 ? existing !== undefined : existing?.modRevision !== op.index) {
         fail(StoreErrorCode.CasFailed, `failed to set key "${key}", index is stale`, opIndex);
       }
-      const written = writeIfChanged(
-        txn,
-        key,
-        existing,
-        toByteString(op.value),
-        op.flags ?? 0,
-        existing?.lockIndex ?? 0,
-        existing?.session ?? 0,
-      );
+      const written = write(op.value, op.flags, existing?.lockIndex ?? 0, existing?.session ?? 0);
       return shown(written);
     }
     case 'lock': {
@@ -128,15 +114,7 @@ function applyOne(context: ConsulContext, op: ConsulKvOp, opIndex: number): Cons
       }
       const alreadyHeld = existing !== undefined && existing.session === op.session;
       const lockIndex = alreadyHeld ? existing.lockIndex : (existing?.lockIndex ?? 0) + 1;
-      const written = writeIfChanged(
-        txn,
-        key,
-        existing,
-        toByteString(op.value),
-        op.flags ?? 0,
-        lockIndex,
-        op.session,
-      );
+      const written = write(op.value, op.flags, lockIndex, op.session);
       // The fencing token of a grant is the revision that granted it: unique and monotonic
       // across every lock in the store (a resource can reject any token below the last seen).
       const fencingToken = alreadyHeld ? context.leases.get(op.session)!.locks.get(key) : txn.revision;
@@ -146,15 +124,7 @@ function applyOne(context: ConsulContext, op: ConsulKvOp, opIndex: number): Cons
       if (existing === undefined || existing.session !== op.session) {
         fail(StoreErrorCode.LockHeld, `failed to unlock key "${key}", lock is not held by session`, opIndex);
       }
-      const written = writeIfChanged(
-        txn,
-        key,
-        existing,
-        toByteString(op.value),
-        op.flags ?? 0,
-        existing.lockIndex,
-        0,
-      );
+      const written = write(op.value, op.flags, existing.lockIndex, 0);
       return shown(written);
     }
     case 'get':
