@@ -71,7 +71,7 @@ export interface RaftRecoveredState {
 
 export type ProposeResult =
   | { ok: true; index: number; term: number }
-  | { ok: false; reason: 'not-leader' | 'transferring' | 'overloaded' | 'invalid'; message: string };
+  | { ok: false; reason: 'not-leader' | 'transferring' | 'overloaded' | 'busy' | 'invalid'; message: string };
 
 export interface RaftStatus {
   id: NodeId;
@@ -191,13 +191,14 @@ export class RaftNode {
   }
 
   /** The one entry a new cluster's servers all start from (etcd writes the same at bootstrap). */
-  static bootstrapEntry(voters: NodeId[]): Entry {
+  /** The first entry of a new cluster; `data` is opaque to Raft (the server puts its directory there). */
+  static bootstrapEntry(voters: NodeId[], data: Uint8Array = EMPTY): Entry {
     invariant(voters.length > 0, 'bootstrap needs at least one voter');
     return {
       term: 1,
       index: 1,
       type: EntryType.ConfChange,
-      data: EMPTY,
+      data,
       config: { voters: [...new Set(voters)].sort(), learners: [] },
     };
   }
@@ -316,10 +317,10 @@ export class RaftNode {
     const refusal = this.refuseProposal();
     if (refusal) return refusal;
     if (this.membership.currentIndex() > this.log.committed) {
-      return { ok: false, reason: 'invalid', message: 'another configuration change is in progress' };
+      return { ok: false, reason: 'busy', message: 'another configuration change is in progress' };
     }
     if (!this.opts.bugs.skipConfChangeErratum && !this.committedInCurrentTerm()) {
-      return { ok: false, reason: 'invalid', message: 'leader has not yet committed an entry of its term' };
+      return { ok: false, reason: 'busy', message: 'leader has not yet committed an entry of its term' };
     }
     const next = applyConfChange(this.membership.current(), change);
     if (typeof next === 'string') return { ok: false, reason: 'invalid', message: next };

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { invariant } from '../raft/assert.js';
 import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
-import type { ConfChange, Entry, Message, NodeId, Ready } from '../raft/types.js';
+import type { ConfChange, Entry, Message, NodeId, Ready, Snapshot } from '../raft/types.js';
 import type { RaftLogStorage } from '../storage/types.js';
 
 /**
@@ -30,6 +30,8 @@ export class RetryableError extends Error {
       | 'timeout'
       | 'transferring'
       | 'overloaded'
+      /** A membership change is already under way (one at a time, thesis §4.1). */
+      | 'busy'
       | 'stopped',
     message: string,
     readonly leader: NodeId = '',
@@ -45,7 +47,9 @@ export interface RaftHostOptions {
   /** Hand a message to the transport; the shell never blocks on it. */
   send: (m: Message) => void;
   /** The configuration a brand-new server starts with (bootstrap); ignored once the log has one. */
-  bootstrapVoters?: NodeId[];
+  bootstrap?: { voters: NodeId[]; data?: Uint8Array };
+  /** Every entry this server appends to its log, before it is persisted (the directory reads addresses there). */
+  onAppend?: (entries: readonly Entry[]) => void;
   tickMs?: number;
   electionTicks?: number;
   heartbeatTicks?: number;
@@ -76,10 +80,11 @@ interface PendingRead {
 
 export class RaftHost {
   private raft: RaftNode | null = null;
+  private random: () => number = Math.random;
   private readonly opts: Required<
-    Omit<RaftHostOptions, 'bootstrapVoters' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal'>
+    Omit<RaftHostOptions, 'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend'>
   > &
-    Pick<RaftHostOptions, 'bootstrapVoters' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal'>;
+    Pick<RaftHostOptions, 'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend'>;
   private ticker: NodeJS.Timeout | null = null;
   private processing = false;
   private scheduled = false;
@@ -108,21 +113,18 @@ export class RaftHost {
     };
   }
 
-  async start(): Promise<void> {
+  /** Load the log and start ticking. Resolves with what was recovered, for the caller's own indexes. */
+  async start(): Promise<{ entries: readonly Entry[]; snapshot: Snapshot | null }> {
     const recovered = await this.opts.storage.load();
     let { hardState, entries } = recovered;
     const { snapshot } = recovered;
-    if (
-      !snapshot &&
-      entries.length === 0 &&
-      this.opts.bootstrapVoters &&
-      this.opts.bootstrapVoters.length > 0
-    ) {
+    const boot = this.opts.bootstrap;
+    if (!snapshot && entries.length === 0 && boot && boot.voters.length > 0) {
       // First start of a bootstrapping server: write the initial configuration durably.
-      const boot = RaftNode.bootstrapEntry(this.opts.bootstrapVoters);
+      const first = RaftNode.bootstrapEntry(boot.voters, boot.data);
       hardState = { term: 1, vote: '', commit: 1 };
-      await this.opts.storage.save({ entries: [boot], hardState });
-      entries = [boot];
+      await this.opts.storage.save({ entries: [first], hardState });
+      entries = [first];
     }
     if (snapshot) {
       this.opts.stateMachine.restore(snapshot.data);
@@ -138,21 +140,55 @@ export class RaftHost {
       state ^= state << 5;
       return (state >>> 0) / 4294967296;
     };
-    this.raft = new RaftNode(
-      {
-        id: this.opts.id,
-        electionTicks: this.opts.electionTicks,
-        heartbeatTicks: this.opts.heartbeatTicks,
-        random,
-        ...this.opts.raft,
-      },
-      { hardState, snapshot, entries },
-    );
+    this.random = random;
+    this.raft = this.makeNode({ hardState, snapshot, entries });
     this.ticker = setInterval(() => {
       this.raft?.tick();
       this.schedule();
     }, this.opts.tickMs);
     this.schedule();
+    return { entries, snapshot };
+  }
+
+  private makeNode(recovered: ConstructorParameters<typeof RaftNode>[1]): RaftNode {
+    return new RaftNode(
+      {
+        id: this.opts.id,
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: this.opts.heartbeatTicks,
+        random: this.random,
+        ...this.opts.raft,
+      },
+      recovered,
+    );
+  }
+
+  /** True while this server has no log, no snapshot and no term: it may still bootstrap. */
+  isPristine(): boolean {
+    const s = this.raft?.status();
+    return !!s && s.term === 0 && s.lastIndex === 0 && s.snapshotIndex === 0;
+  }
+
+  /**
+   * Bootstrap a started but pristine server with the first configuration (bootstrap-expect).
+   * Returns false, changing nothing, if the server has meanwhile heard from a cluster.
+   */
+  async bootstrap(voters: NodeId[], data?: Uint8Array): Promise<boolean> {
+    invariant(this.raft, 'raft host not started');
+    while (this.processing) await new Promise((r) => setTimeout(r, 2));
+    if (!this.isPristine() || this.stopped) return false;
+    const first = RaftNode.bootstrapEntry(voters, data);
+    const hardState = { term: 1, vote: '', commit: 1 };
+    this.processing = true;
+    try {
+      await this.opts.storage.save({ entries: [first], hardState });
+      this.opts.onAppend?.([first]);
+      this.raft = this.makeNode({ hardState, snapshot: null, entries: [first] });
+    } finally {
+      this.processing = false;
+    }
+    this.schedule();
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -265,6 +301,7 @@ export class RaftHost {
         }
       }
       for (const m of rd.messagesNow) this.opts.send(m);
+      if (rd.entries.length > 0) this.opts.onAppend?.(rd.entries);
       if (rd.entries.length > 0 || rd.hardState || rd.snapshot) {
         const began = performance.now();
         const update: Parameters<RaftLogStorage['save']>[0] = { entries: rd.entries };
@@ -385,6 +422,8 @@ export class RaftHost {
         return new RetryableError(this.leader ? 'not-leader' : 'no-leader', message, this.leader);
       case 'transferring':
         return new RetryableError('transferring', message, this.leader);
+      case 'busy':
+        return new RetryableError('busy', message, this.leader);
       default:
         return new RetryableError('overloaded', message, this.leader);
     }

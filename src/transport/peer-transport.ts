@@ -165,6 +165,83 @@ export class PeerTransport {
     });
   }
 
+  /**
+   * One request to a server known only by address (discovery, join): a short-lived connection
+   * whose hello names no target node. Resolves with the answer and the answering node's id.
+   */
+  requestAt(address: string, body: unknown, timeoutMs: number): Promise<{ from: NodeId; body: unknown }> {
+    return new Promise((resolve, reject) => {
+      let host: string;
+      let portText: string;
+      try {
+        [host, portText] = splitHostPort(address);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const socket = new Socket();
+      const decoder = new FrameDecoder(this.opts.maxFrameBytes);
+      let from: NodeId | null = null;
+      let settled = false;
+      const finish = (err: Error | null, value?: { from: NodeId; body: unknown }) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        if (err) reject(err);
+        else resolve(value as { from: NodeId; body: unknown });
+      };
+      const timer = setTimeout(
+        () => finish(new TransportError(`request to ${address} timed out after ${timeoutMs}ms`)),
+        timeoutMs,
+      );
+      socket.setNoDelay(true);
+      socket.on('connect', () => {
+        socket.write(
+          encodeFrame(
+            { t: 'hello', v: PROTOCOL_VERSION, cluster: this.clusterId, from: this.opts.nodeId, to: '' },
+            this.opts.maxFrameBytes,
+          ),
+        );
+      });
+      socket.on('data', (chunk: Buffer) => {
+        let frames: unknown[];
+        try {
+          frames = decoder.push(chunk);
+        } catch (err) {
+          finish(err as Error);
+          return;
+        }
+        for (const raw of frames) {
+          const f = raw as Frame;
+          if (f.t === 'reject') return finish(new TransportError(`${address} refused: ${f.reason}`));
+          if (f.t === 'welcome' && from === null) {
+            from = f.from;
+            socket.write(encodeFrame({ t: 'req', id: 1, body }, this.opts.maxFrameBytes));
+          } else if (f.t === 'res' && f.id === 1 && from !== null) {
+            if (f.ok) finish(null, { from, body: f.body });
+            else finish(new TransportError(String(f.body)));
+          }
+        }
+      });
+      socket.on('error', (err) => finish(new TransportError(`${address}: ${err.message}`)));
+      socket.on('close', () => finish(new TransportError(`${address} closed the connection`)));
+      socket.connect(Number(portText), host);
+    });
+  }
+
+  /**
+   * Adopt a cluster identity (after bootstrapping or joining). Connections made under the old
+   * identity are dropped, so every peer handshakes again and is trusted under the new one.
+   */
+  setClusterId(clusterId: string): void {
+    if (clusterId === this.clusterId) return;
+    this.clusterId = clusterId;
+    for (const link of this.links.values()) this.dropConnection(link, 'cluster identity changed');
+    for (const s of this.inbound) s.destroy();
+    this.inbound.clear();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const link of this.links.values()) {

@@ -115,7 +115,7 @@ test('membership: a second change is refused while one is uncommitted', () => {
   const second = c.node('n1').proposeConfChange({ type: 'addLearner', node: 'n5' });
   assert.deepEqual(second, {
     ok: false,
-    reason: 'invalid',
+    reason: 'busy',
     message: 'another configuration change is in progress',
   });
   c.deliverAll();
@@ -131,7 +131,7 @@ test('membership: a new leader refuses a change until its no-op commits', () => 
   c.elect('n1', { hold: is.type(T.AppResp) });
   assert.deepEqual(c.node('n1').proposeConfChange({ type: 'addLearner', node: 'n4' }), {
     ok: false,
-    reason: 'invalid',
+    reason: 'busy',
     message: 'leader has not yet committed an entry of its term',
   });
   c.deliverAll();
@@ -184,7 +184,7 @@ test('membership: the 2015 single-server change erratum scenario is safe', () =>
   const { c, removal } = erratumScenario({});
   assert.deepEqual(removal, {
     ok: false,
-    reason: 'invalid',
+    reason: 'busy',
     message: 'leader has not yet committed an entry of its term',
   });
   assert.deepEqual(c.appliedEntries('s2').length, 2, 'S2 committed nothing in term 3');

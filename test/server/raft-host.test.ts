@@ -57,7 +57,7 @@ async function startCluster(
       storage: storageFor(id),
       stateMachine: sm,
       send: (m) => transport.send(m),
-      bootstrapVoters: ids,
+      bootstrap: { voters: ids },
       tickMs: 10,
       snapshotEveryEntries: 50,
       keepEntriesAfterSnapshot: 10,

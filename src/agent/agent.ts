@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { createConsulHttp } from '../api/consul/http.js';
+import { loadOrCreateNodeId } from '../server/identity.js';
+import type { Logger } from '../server/logger.js';
+import { ConclaveServer } from '../server/server.js';
+import type { AgentConfig } from './config.js';
+
+/** Consul's default kv_max_value_size. */
+const CONSUL_MAX_VALUE_BYTES = 512 * 1024;
+
+/**
+ * A running agent: one server plus the APIs on its client address. `-dev` keeps everything in
+ * memory on 127.0.0.1. Leaving (the HTTP leave call, SIGTERM, SIGINT) is graceful: hand off
+ * leadership, leave the configuration, flush, stop.
+ */
+export class Agent {
+  readonly server: ConclaveServer;
+  private http: FastifyInstance | null = null;
+  private stopping: Promise<void> | null = null;
+  /** Resolves when the agent has stopped, for whoever waits to exit the process. */
+  readonly stopped: Promise<void>;
+  private markStopped!: () => void;
+  httpPort = 0;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    this.stopped = new Promise((resolve) => {
+      this.markStopped = resolve;
+    });
+    const nodeId = config.dataDir
+      ? loadOrCreateNodeId(config.dataDir, config.nodeId)
+      : (config.nodeId ?? randomUUID());
+    const bootstrap =
+      config.dev || config.bootstrap ? 'self' : config.bootstrapExpect > 0 ? config.bootstrapExpect : null;
+    const serverOptions: ConstructorParameters<typeof ConclaveServer>[0] = {
+      nodeId,
+      nodeName: config.nodeName,
+      dataDir: config.dev ? null : config.dataDir,
+      bindHost: config.bindAddr,
+      serverPort: config.ports.server,
+      bootstrap,
+      retryJoin: config.retryJoin.map((a) => (hasPort(a) ? a : `${a}:${config.ports.server}`)),
+      log,
+      tickMs: config.raftTickMs,
+      snapshotEveryEntries: config.raftSnapshotThreshold,
+      onFatal: () => void this.shutdown(1),
+    };
+    if (config.advertiseAddr) serverOptions.advertiseHost = config.advertiseAddr;
+    this.server = new ConclaveServer(serverOptions);
+  }
+
+  async start(): Promise<void> {
+    await this.server.start();
+    this.http = createConsulHttp({
+      server: this.server,
+      agent: {
+        nodeName: this.config.nodeName,
+        datacenter: this.config.datacenter,
+        leave: () => this.leave(),
+      },
+      options: { maxValueBytes: CONSUL_MAX_VALUE_BYTES, log: this.log },
+    });
+    try {
+      await this.http.listen({ host: this.config.clientAddr, port: this.config.ports.http });
+    } catch (err) {
+      await this.server.stop();
+      throw new Error(
+        `cannot serve HTTP on ${this.config.clientAddr}:${this.config.ports.http}: ${(err as Error).message}`,
+      );
+    }
+    const address = this.http.server.address();
+    this.httpPort = typeof address === 'object' && address ? address.port : this.config.ports.http;
+    this.log.info('agent ready', {
+      node: this.config.nodeName,
+      id: this.server.id,
+      datacenter: this.config.datacenter,
+      http: `${this.config.clientAddr}:${this.httpPort}`,
+      http_port: this.httpPort,
+      server: this.server.serverAddress,
+      server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
+    });
+  }
+
+  /** Graceful leave, then stop. Idempotent. */
+  leave(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        this.log.info('leaving the cluster');
+        await this.server.leave();
+        // The HTTP server closes after the leave answer is on its way.
+        setImmediate(() => void this.closeHttp().then(() => this.markStopped()));
+      })();
+    }
+    return this.stopping;
+  }
+
+  /** Stop without leaving (a fatal error, or a second signal). */
+  shutdown(code = 0): Promise<void> {
+    this.exitCode = code;
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        await this.server.stop();
+        await this.closeHttp();
+        this.markStopped();
+      })();
+    }
+    return this.stopping;
+  }
+
+  exitCode = 0;
+
+  private async closeHttp(): Promise<void> {
+    const http = this.http;
+    this.http = null;
+    if (!http) return;
+    // Blocking queries may hold connections for minutes: give answers in flight a moment, then cut.
+    http.server.closeIdleConnections();
+    const cut = setTimeout(() => http.server.closeAllConnections(), 200);
+    await http.close();
+    clearTimeout(cut);
+  }
+}
+
+function hasPort(address: string): boolean {
+  if (address.startsWith('[')) return /\]:\d+$/.test(address);
+  return /^[^:]+:\d+$/.test(address);
+}

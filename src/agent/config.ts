@@ -1,0 +1,274 @@
+import { accessSync, constants, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { hostname, networkInterfaces } from 'node:os';
+import { LOG_LEVELS, type LogLevel } from './logging.js';
+
+/**
+ * The agent's configuration: Consul's agent flags and config-file keys where one exists
+ * (https://developer.hashicorp.com/consul/docs/agent/config), plus `etcd` ports. Flags win
+ * over the file, the file over defaults. Every problem is one ConfigError with a plain message.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface Ports {
+  http: number;
+  dns: number;
+  server: number;
+  serfLan: number;
+  etcd: number;
+}
+
+export interface AgentConfig {
+  dev: boolean;
+  server: boolean;
+  /** Consul's -bootstrap: this server alone forms a cluster. */
+  bootstrap: boolean;
+  bootstrapExpect: number;
+  nodeName: string;
+  nodeId: string | undefined;
+  datacenter: string;
+  dataDir: string | null;
+  bindAddr: string;
+  clientAddr: string;
+  advertiseAddr: string | undefined;
+  retryJoin: string[];
+  ports: Ports;
+  logLevel: LogLevel;
+  logJson: boolean;
+  /** Raft clock tick (Conclave's own knob; elections take 10-20 ticks, heartbeats 1). */
+  raftTickMs: number;
+  /** Consul's raft_snapshot_threshold: applied entries between snapshots. */
+  raftSnapshotThreshold: number;
+}
+
+/** Consul's conventional ports (DESIGN.md "Conventional defaults"). */
+export const DEFAULT_PORTS: Readonly<Ports> = Object.freeze({
+  http: 8500,
+  dns: 8600,
+  server: 8300,
+  serfLan: 8301,
+  etcd: 2379,
+});
+
+/** What the command line may set; undefined means "not given". */
+export interface AgentFlags {
+  dev?: boolean;
+  server?: boolean;
+  bootstrap?: boolean;
+  bootstrapExpect?: string;
+  node?: string;
+  nodeId?: string;
+  datacenter?: string;
+  dataDir?: string;
+  bind?: string;
+  client?: string;
+  advertise?: string;
+  retryJoin?: string[];
+  httpPort?: string;
+  dnsPort?: string;
+  serverPort?: string;
+  serfLanPort?: string;
+  etcdPort?: string;
+  logLevel?: string;
+  logJson?: boolean;
+  raftTickMs?: string;
+  raftSnapshotThreshold?: string;
+  configFile?: string[];
+}
+
+/** Config-file keys we read (Consul's names); anything else is an error, not a silent no-op. */
+const FILE_KEYS = new Set([
+  'server',
+  'bootstrap',
+  'bootstrap_expect',
+  'node_name',
+  'node_id',
+  'datacenter',
+  'data_dir',
+  'bind_addr',
+  'client_addr',
+  'advertise_addr',
+  'retry_join',
+  'ports',
+  'log_level',
+  'log_json',
+  'raft_snapshot_threshold',
+  'raft_tick_ms',
+]);
+const PORT_KEYS: Record<string, keyof Ports> = {
+  http: 'http',
+  dns: 'dns',
+  server: 'server',
+  serf_lan: 'serfLan',
+  etcd: 'etcd',
+};
+
+export function buildConfig(flags: AgentFlags): AgentConfig {
+  const file: Record<string, unknown> = {};
+  for (const path of flags.configFile ?? []) Object.assign(file, readConfigFile(path));
+  const fromFile = <T>(key: string, check: (v: unknown) => v is T, what: string): T | undefined => {
+    if (!(key in file)) return undefined;
+    const v = file[key];
+    if (!check(v)) throw new ConfigError(`config file: ${key} must be ${what}`);
+    return v;
+  };
+  const isString = (v: unknown): v is string => typeof v === 'string';
+  const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+  const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+  const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
+
+  const dev = flags.dev ?? false;
+  const ports: Ports = { ...DEFAULT_PORTS };
+  const filePorts = file.ports;
+  if (filePorts !== undefined) {
+    if (typeof filePorts !== 'object' || filePorts === null || Array.isArray(filePorts))
+      throw new ConfigError('config file: ports must be an object');
+    for (const [k, v] of Object.entries(filePorts)) {
+      const name = PORT_KEYS[k];
+      if (!name) throw new ConfigError(`config file: unknown port "${k}"`);
+      ports[name] = port(v, `ports.${k}`);
+    }
+  }
+  const flagPorts: [string | undefined, keyof Ports, string][] = [
+    [flags.httpPort, 'http', '-http-port'],
+    [flags.dnsPort, 'dns', '-dns-port'],
+    [flags.serverPort, 'server', '-server-port'],
+    [flags.serfLanPort, 'serfLan', '-serf-lan-port'],
+    [flags.etcdPort, 'etcd', '-etcd-port'],
+  ];
+  for (const [raw, name, flag] of flagPorts) if (raw !== undefined) ports[name] = port(raw, flag);
+
+  const bootstrapExpect =
+    flags.bootstrapExpect !== undefined
+      ? count(flags.bootstrapExpect, '-bootstrap-expect')
+      : (fromFile('bootstrap_expect', isCount, 'a non-negative integer') ?? 0);
+  const logLevel = (flags.logLevel ?? fromFile('log_level', isString, 'a string') ?? 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel as LogLevel))
+    throw new ConfigError(`invalid log level "${logLevel}": use one of ${LOG_LEVELS.join(', ')}`);
+
+  const config: AgentConfig = {
+    dev,
+    server: dev || (flags.server ?? fromFile('server', isBool, 'true or false') ?? false),
+    bootstrap: flags.bootstrap ?? fromFile('bootstrap', isBool, 'true or false') ?? false,
+    bootstrapExpect,
+    nodeName: flags.node ?? fromFile('node_name', isString, 'a string') ?? hostname(),
+    nodeId: flags.nodeId ?? fromFile('node_id', isString, 'a string'),
+    datacenter: flags.datacenter ?? fromFile('datacenter', isString, 'a string') ?? 'dc1',
+    dataDir: flags.dataDir ?? fromFile('data_dir', isString, 'a string') ?? null,
+    bindAddr: flags.bind ?? fromFile('bind_addr', isString, 'a string') ?? (dev ? '127.0.0.1' : '0.0.0.0'),
+    clientAddr: flags.client ?? fromFile('client_addr', isString, 'a string') ?? '127.0.0.1',
+    advertiseAddr: flags.advertise ?? fromFile('advertise_addr', isString, 'a string'),
+    retryJoin: [
+      ...(fromFile('retry_join', isStrings, 'a list of strings') ?? []),
+      ...(flags.retryJoin ?? []),
+    ],
+    ports,
+    logLevel: logLevel as LogLevel,
+    logJson: flags.logJson ?? fromFile('log_json', isBool, 'true or false') ?? false,
+    raftTickMs:
+      flags.raftTickMs !== undefined
+        ? count(flags.raftTickMs, '-raft-tick-ms')
+        : (fromFile('raft_tick_ms', isCount, 'a positive integer') ?? (dev ? 10 : 100)),
+    raftSnapshotThreshold:
+      flags.raftSnapshotThreshold !== undefined
+        ? count(flags.raftSnapshotThreshold, '-raft-snapshot-threshold')
+        : (fromFile('raft_snapshot_threshold', isCount, 'a positive integer') ?? 16384),
+  };
+  validate(config);
+  return config;
+}
+
+function validate(c: AgentConfig): void {
+  if (!c.server) {
+    throw new ConfigError(
+      'client agents are not supported yet: run with -server (and -data-dir), or -dev for a local agent',
+    );
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(c.nodeName))
+    throw new ConfigError(`node name "${c.nodeName}" must be letters, digits, '-', '_' or '.' (at most 63)`);
+  if (!/^[a-z0-9_-]+$/.test(c.datacenter))
+    throw new ConfigError(`datacenter "${c.datacenter}" must be lowercase letters, digits, '-' or '_'`);
+  for (const [name, addr] of [
+    ['-bind', c.bindAddr],
+    ['-client', c.clientAddr],
+  ] as const) {
+    if (isIP(addr) === 0) throw new ConfigError(`${name} ${addr} is not an IP address`);
+  }
+  if (c.advertiseAddr !== undefined && isIP(c.advertiseAddr) === 0)
+    throw new ConfigError(`-advertise ${c.advertiseAddr} is not an IP address`);
+  if ((c.bindAddr === '0.0.0.0' || c.bindAddr === '::') && c.advertiseAddr === undefined) {
+    // As Consul does: advertise the one private address this machine has.
+    const candidates = Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && !i.internal && i.family === 'IPv4')
+      .map((i) => i!.address);
+    if (candidates.length !== 1) {
+      throw new ConfigError(
+        `-bind ${c.bindAddr} found ${candidates.length === 0 ? 'no' : 'several'} addresses to advertise (${candidates.join(', ')}): set -advertise or -bind`,
+      );
+    }
+    c.advertiseAddr = candidates[0];
+  }
+  if (c.raftTickMs < 1 || c.raftTickMs > 10_000)
+    throw new ConfigError('-raft-tick-ms must be between 1 and 10000');
+  if (c.raftSnapshotThreshold < 1) throw new ConfigError('-raft-snapshot-threshold must be at least 1');
+  if (c.bootstrap && c.bootstrapExpect > 0)
+    throw new ConfigError('-bootstrap and -bootstrap-expect are exclusive');
+  if (c.dev) {
+    if (c.bootstrapExpect > 0) throw new ConfigError('-bootstrap-expect cannot be used with -dev');
+    return;
+  }
+  if (!c.dataDir) throw new ConfigError('-data-dir is required for a server (or use -dev)');
+  checkDataDir(c.dataDir);
+}
+
+function checkDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    if (!statSync(dir).isDirectory()) throw new ConfigError(`-data-dir ${dir} is not a directory`);
+    accessSync(dir, constants.R_OK | constants.W_OK);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    throw new ConfigError(`-data-dir ${dir} is not usable: ${code || String(err)}`);
+  }
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  for (const key of Object.keys(parsed)) {
+    if (!FILE_KEYS.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function port(v: unknown, name: string): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > 65535)
+    throw new ConfigError(
+      `${name} must be a port number (0-65535, 0 picks a free one), not ${JSON.stringify(v)}`,
+    );
+  return n as number;
+}
+
+function count(v: string, name: string): number {
+  if (!/^\d+$/.test(v))
+    throw new ConfigError(`${name} must be a non-negative integer, not ${JSON.stringify(v)}`);
+  return Number(v);
+}

@@ -1,0 +1,115 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from '../../server/logger.js';
+import type { ConclaveServer } from '../../server/server.js';
+import type { WaitTarget } from '../../store/index.js';
+import { registerAgentRoutes } from './agent.js';
+import { badRequest, HttpError, toHttpError } from './errors.js';
+import { registerKvRoutes } from './kv.js';
+import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
+import { registerStatusRoutes } from './status.js';
+
+/** What the HTTP API needs from the agent around it. */
+export interface AgentControl {
+  nodeName: string;
+  datacenter: string;
+  /** Leave the cluster gracefully; the process exits once the answer is sent. */
+  leave(): Promise<void>;
+}
+
+export interface ConsulHttpOptions {
+  /** Largest KV value, bytes (Consul's kv_max_value_size, 512 KiB by default). */
+  maxValueBytes: number;
+  log: Logger;
+}
+
+export interface ConsulContext {
+  server: ConclaveServer;
+  agent: AgentControl;
+  options: ConsulHttpOptions;
+}
+
+const DEFAULT_WAIT_MS = 5 * 60_000;
+const MAX_WAIT_MS = 10 * 60_000;
+
+export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    // Values up to the limit, plus room for the request line: the KV handler gives the precise error.
+    bodyLimit: ctx.options.maxValueBytes + 64 * 1024,
+    // Consul keys may contain anything URL-encodable, including '//' and trailing slashes.
+    routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 64 * 1024 },
+  });
+  // Every body is raw bytes: a KV value is opaque whatever Content-Type a client sends.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err as Error & { statusCode?: number; code?: string };
+    const http =
+      e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? new HttpError(413, `Request body too large, max size: ${ctx.options.maxValueBytes} bytes`)
+        : e.statusCode && e.statusCode < 500 && !(err instanceof HttpError)
+          ? new HttpError(e.statusCode, e.message)
+          : toHttpError(err);
+    if (http.status >= 500) ctx.options.log.warn('request failed', { error: http.message });
+    void reply.code(http.status).type('text/plain; charset=utf-8').send(http.message);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .code(404)
+      .type('text/plain; charset=utf-8')
+      .send(`Invalid URL path: not a recognized HTTP API endpoint: ${req.url}`);
+  });
+  registerStatusRoutes(app, ctx);
+  registerKvRoutes(app, ctx);
+  registerAgentRoutes(app, ctx);
+  return app;
+}
+
+/**
+ * Run a read the Consul way: the requested consistency first, then, with `?index=`, block until
+ * the target's index passes it or `?wait=` runs out (Consul adds up to wait/16 of jitter so
+ * many watchers do not return together). Sets X-Consul-Index and friends.
+ */
+export async function blockingRead<T>(
+  ctx: ConsulContext,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  target: WaitTarget,
+  read: () => T,
+): Promise<T> {
+  const q = query(req);
+  await ctx.server.readBarrier(consistency(q));
+  const minIndex = uintParam(q, 'index') ?? 0;
+  if (minIndex > 0) {
+    let waitMs = q.wait !== undefined ? durationMs(q.wait, 'wait') : DEFAULT_WAIT_MS;
+    if (waitMs > MAX_WAIT_MS) waitMs = MAX_WAIT_MS;
+    if (waitMs <= 0) throw badRequest('wait must be positive');
+    waitMs += Math.random() * (waitMs / 16);
+    await waitForIndex(ctx, req, target, minIndex, waitMs);
+  }
+  setIndexHeaders(reply, ctx.server.store.index(target), ctx.server.leaderId() !== '');
+  return read();
+}
+
+function waitForIndex(
+  ctx: ConsulContext,
+  req: FastifyRequest,
+  target: WaitTarget,
+  minIndex: number,
+  waitMs: number,
+): Promise<void> {
+  let finish: () => void = () => {};
+  const started = ctx.server.store.waitForChange(target, minIndex, () => finish());
+  if (started.ready) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => finish(), waitMs);
+    const onClose = () => finish();
+    req.raw.once('close', onClose);
+    finish = () => {
+      clearTimeout(timer);
+      req.raw.off('close', onClose);
+      started.cancel();
+      resolve();
+    };
+  });
+}

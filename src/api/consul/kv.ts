@@ -1,0 +1,137 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type KeyValue, type Result, StoreErrorCode, text, utf8 } from '../../store/index.js';
+import { badRequest, HttpError } from './errors.js';
+import { blockingRead, type ConsulContext } from './http.js';
+import { flag, query, uintParam } from './query.js';
+import { formatSessionId } from './session-id.js';
+
+/**
+ * Consul's KV endpoint (/v1/kv/<key>): GET (one key, ?recurse, ?keys with ?separator, ?raw),
+ * PUT (?flags, ?cas) and DELETE (?recurse, ?cas), each a one-op Consul txn in the store.
+ */
+
+interface ConsulKvEntry {
+  LockIndex: number;
+  Key: string;
+  Flags: number;
+  Value: string | null;
+  CreateIndex: number;
+  ModifyIndex: number;
+  Session?: string;
+}
+
+export function toConsulEntry(kv: KeyValue): ConsulKvEntry {
+  const entry: ConsulKvEntry = {
+    LockIndex: kv.lockIndex,
+    Key: text(kv.key),
+    Flags: kv.flags,
+    // Go marshals an empty []byte read back from the store as null.
+    Value: kv.value.byteLength > 0 ? Buffer.from(kv.value).toString('base64') : null,
+    CreateIndex: kv.createRevision,
+    ModifyIndex: kv.modRevision,
+  };
+  if (kv.session !== 0) entry.Session = formatSessionId(kv.session);
+  return entry;
+}
+
+function keyOf(req: FastifyRequest): string {
+  return (req.params as { '*': string })['*'] ?? '';
+}
+
+function requireKey(key: string, verb: string): void {
+  if (key === '') throw badRequest(`Missing key name`);
+  if (verb && key.startsWith('/')) throw badRequest('Key may not begin with a /');
+}
+
+export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void {
+  const { server } = ctx;
+
+  app.get('/v1/kv/*', async (req, reply) => {
+    const q = query(req);
+    const key = keyOf(req);
+    const keyBytes = utf8(key);
+    if (flag(q, 'keys')) {
+      const separator = q.separator ? utf8(q.separator) : undefined;
+      const keys = await blockingRead(ctx, req, reply, { kind: 'prefix', prefix: keyBytes }, () =>
+        server.store.listKeys(keyBytes, separator).map((k) => text(k)),
+      );
+      if (keys.length === 0) return reply.code(404).send();
+      return keys;
+    }
+    if (flag(q, 'recurse')) {
+      const kvs = await blockingRead(ctx, req, reply, { kind: 'prefix', prefix: keyBytes }, () =>
+        server.store.list(keyBytes),
+      );
+      if (kvs.length === 0) return reply.code(404).send();
+      return kvs.map(toConsulEntry);
+    }
+    requireKey(key, '');
+    const kv = await blockingRead(ctx, req, reply, { kind: 'key', key: keyBytes }, () =>
+      server.store.get(keyBytes),
+    );
+    if (!kv) return reply.code(404).send();
+    if (flag(q, 'raw')) {
+      // Consul serves raw values as text/plain so a browser cannot be tricked into running them.
+      return reply.type('text/plain; charset=utf-8').send(Buffer.from(kv.value));
+    }
+    return [toConsulEntry(kv)];
+  });
+
+  app.put('/v1/kv/*', async (req) => {
+    const q = query(req);
+    const key = keyOf(req);
+    requireKey(key, 'put');
+    if (flag(q, 'acquire') || flag(q, 'release'))
+      throw new HttpError(
+        400,
+        'acquire and release need Consul sessions, which this server does not serve yet',
+      );
+    const body = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
+    if (body.byteLength > ctx.options.maxValueBytes) {
+      throw new HttpError(
+        413,
+        `Request body(${body.byteLength} bytes) too large, max size: ${ctx.options.maxValueBytes} bytes`,
+      );
+    }
+    const flags = uintParam(q, 'flags') ?? 0;
+    const cas = uintParam(q, 'cas');
+    const value = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    const keyBytes = utf8(key);
+    const op =
+      cas === undefined
+        ? ({ verb: 'set', key: keyBytes, value, flags } as const)
+        : ({ verb: 'cas', key: keyBytes, value, flags, index: cas } as const);
+    return applied(await server.write({ type: 'consulTxn', ops: [op] }));
+  });
+
+  app.delete('/v1/kv/*', async (req) => {
+    const q = query(req);
+    const key = keyOf(req);
+    const keyBytes = utf8(key);
+    if (flag(q, 'recurse')) {
+      return applied(
+        await server.write({ type: 'consulTxn', ops: [{ verb: 'delete-tree', key: keyBytes }] }),
+      );
+    }
+    requireKey(key, 'delete');
+    const cas = uintParam(q, 'cas');
+    const op =
+      cas === undefined
+        ? ({ verb: 'delete', key: keyBytes } as const)
+        : ({ verb: 'delete-cas', key: keyBytes, index: cas } as const);
+    return applied(await server.write({ type: 'consulTxn', ops: [op] }));
+  });
+}
+
+/** Consul answers `true` or `false` for KV writes; a failed cas or lock is `false`, not an error. */
+function applied(result: Result): boolean {
+  if (result.type !== 'error') return true;
+  const { code } = result.error;
+  if (
+    code === StoreErrorCode.CasFailed ||
+    code === StoreErrorCode.LockHeld ||
+    code === StoreErrorCode.LockDelay
+  )
+    return false;
+  throw result.error;
+}

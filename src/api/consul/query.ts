@@ -1,0 +1,64 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ReadConsistency } from '../../server/server.js';
+import { badRequest } from './errors.js';
+
+/** Query-string helpers shared by the Consul endpoints. */
+
+export type Query = Record<string, string | undefined>;
+
+export function query(req: FastifyRequest): Query {
+  return (req.query ?? {}) as Query;
+}
+
+/** Consul flags are present-or-absent (`?recurse`, `?stale`); a value of "false" does not unset them. */
+export function flag(q: Query, name: string): boolean {
+  return Object.hasOwn(q, name);
+}
+
+export function uintParam(q: Query, name: string): number | undefined {
+  const raw = q[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw badRequest(`Invalid ${name} value: ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n)) throw badRequest(`${name} out of range: ${raw}`);
+  return n;
+}
+
+export function consistency(q: Query): ReadConsistency {
+  const stale = flag(q, 'stale');
+  const consistent = flag(q, 'consistent');
+  if (stale && consistent) throw badRequest('Cannot specify ?stale with ?consistent, conflicting semantics.');
+  return stale ? 'stale' : consistent ? 'consistent' : 'default';
+}
+
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** A Go duration ("10s", "1m30s", "250ms"); a bare number is seconds, as Consul's ?wait= accepts. */
+export function durationMs(raw: string, name: string): number {
+  if (/^\d+$/.test(raw)) return Number(raw) * 1000;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let m = re.exec(raw); m; m = re.exec(raw)) {
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] ?? 0);
+    consumed = re.lastIndex;
+  }
+  if (consumed !== raw.length || raw.length === 0)
+    throw badRequest(`Invalid ${name}: ${JSON.stringify(raw)}`);
+  return total;
+}
+
+export function setIndexHeaders(reply: FastifyReply, index: number, knownLeader: boolean): void {
+  // Consul never reports index 0: clients treat 0 as "no blocking" and would spin (agent/blocking.go).
+  reply.header('X-Consul-Index', String(Math.max(1, index)));
+  reply.header('X-Consul-KnownLeader', knownLeader ? 'true' : 'false');
+  reply.header('X-Consul-LastContact', '0');
+}

@@ -1,0 +1,132 @@
+import { type CompactionPolicy, DEFAULT_COMPACTION_POLICY } from '../store/index.js';
+import type { Logger } from './logger.js';
+import type { RaftHost } from './raft-host.js';
+import type { ConclaveServer } from './server.js';
+
+/**
+ * What only the leader does, on its own clock, by proposing commands (DESIGN.md "Expiry is
+ * decided by the leader"): renew every lease when it takes office, expire leases that are due,
+ * checkpoint remaining TTLs, compact history by policy, and promote learners that caught up.
+ */
+
+const TICK_MS = 100;
+const PROMOTE_EVERY_MS = 1000;
+const CHECKPOINT_EVERY_MS = 60_000;
+const COMPACT_EVERY_MS = 30_000;
+/** Leases expired per command: a mass expiry becomes several small entries, not one giant one. */
+const EXPIRE_BATCH = 1000;
+
+export class LeaderDuties {
+  private timer: NodeJS.Timeout | null = null;
+  private term = 0;
+  /** The term whose leaseRenewAll has been applied: expiry waits for it (etcd's lessor Promote). */
+  private renewedTerm = 0;
+  private inFlight = new Set<string>();
+  private lastPromote = 0;
+  private lastCheckpoint = 0;
+  private lastCompact = 0;
+  /** Learners seen caught up at the previous check; promoted when caught up twice running. */
+  private caughtUp = new Set<string>();
+
+  constructor(
+    private readonly server: ConclaveServer,
+    private readonly host: RaftHost,
+    private readonly log: Logger,
+    private readonly compaction: CompactionPolicy = DEFAULT_COMPACTION_POLICY,
+  ) {}
+
+  leaderChanged(isLeader: boolean, term: number): void {
+    this.term = term;
+    if (!isLeader) {
+      this.stop();
+      return;
+    }
+    const now = Date.now();
+    this.lastCheckpoint = now;
+    this.lastCompact = now;
+    this.caughtUp.clear();
+    this.timer ??= setInterval(() => this.tick(), TICK_MS);
+    this.tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private tick(): void {
+    if (!this.server.isLeader()) return;
+    const now = Date.now();
+    if (this.renewedTerm !== this.term) {
+      const term = this.term;
+      this.once('renew', { type: 'leaseRenewAll' }, () => {
+        if (this.term === term) this.renewedTerm = term;
+      });
+      return;
+    }
+    const store = this.server.store;
+    const due = store.leasesDue(now, EXPIRE_BATCH);
+    if (due.length > 0) {
+      this.once('expire', { type: 'leaseExpire', ids: due }, (r) => {
+        if (r.type === 'leaseExpire' && r.expired.length > 0)
+          this.log.info('leases expired', { ids: r.expired });
+      });
+    }
+    if (now - this.lastPromote >= PROMOTE_EVERY_MS) {
+      this.lastPromote = now;
+      this.promoteLearners();
+    }
+    if (now - this.lastCheckpoint >= CHECKPOINT_EVERY_MS) {
+      this.lastCheckpoint = now;
+      const checkpoints = store
+        .leases()
+        .filter((l) => l.ttlMs > 0)
+        .slice(0, EXPIRE_BATCH)
+        .map((l) => ({ id: l.id, remainingMs: store.leaseRemainingMs(l.id, now) }));
+      if (checkpoints.length > 0) this.once('checkpoint', { type: 'leaseCheckpoint', checkpoints });
+    }
+    if (now - this.lastCompact >= COMPACT_EVERY_MS) {
+      this.lastCompact = now;
+      const revision = store.compactionTarget(this.compaction, now);
+      if (revision !== null) this.once('compact', { type: 'compact', revision });
+    }
+  }
+
+  /** Propose a duty command unless one of its kind is still in flight. */
+  private once(
+    kind: string,
+    command: Parameters<ConclaveServer['proposeHere']>[0],
+    then?: (r: Awaited<ReturnType<ConclaveServer['proposeHere']>>) => void,
+  ): void {
+    if (this.inFlight.has(kind)) return;
+    this.inFlight.add(kind);
+    this.server
+      .proposeHere(command)
+      .then(
+        (r) => then?.(r),
+        (err: unknown) => this.log.debug('leader duty not applied', { kind, error: String(err) }),
+      )
+      .finally(() => this.inFlight.delete(kind));
+  }
+
+  /** A learner whose log matched the commit index at two checks in a row gets a vote. */
+  private promoteLearners(): void {
+    const s = this.host.status();
+    const now = new Set<string>();
+    for (const id of s.config.learners) {
+      const p = s.progress[id];
+      if (p?.recentActive && p.match >= s.commit) now.add(id);
+    }
+    const ready = [...now].find((id) => this.caughtUp.has(id));
+    this.caughtUp = now;
+    if (!ready || this.inFlight.has('promote')) return;
+    this.inFlight.add('promote');
+    this.host
+      .proposeConfChange({ type: 'promoteLearner', node: ready })
+      .then(
+        () => this.log.info('promoted a caught-up server to voter', { id: ready }),
+        (err: unknown) => this.log.debug('promotion not applied', { id: ready, error: String(err) }),
+      )
+      .finally(() => this.inFlight.delete('promote'));
+  }
+}

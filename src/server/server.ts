@@ -1,0 +1,643 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import type { RaftStatus } from '../raft/node.js';
+import type { NodeId } from '../raft/types.js';
+import { MemoryStorage, type RaftLogStorage, WalStorage } from '../storage/index.js';
+import { encodeCommand, type Result, type Store, type StoreOptions } from '../store/index.js';
+import { PeerTransport, TransportError } from '../transport/peer-transport.js';
+import { encodeBootstrap, encodeServerInfo, type ServerInfo } from './directory.js';
+import { loadClusterId, saveClusterId } from './identity.js';
+import { LeaderDuties } from './leader-duties.js';
+import type { Logger } from './logger.js';
+import {
+  type CommandBody,
+  type DiscoverAnswer,
+  fromWireError,
+  type PeerAnswer,
+  type PeerRequest,
+  resultFromWire,
+  resultToWire,
+  toWireError,
+} from './peer-rpc.js';
+import { RaftHost, RetryableError } from './raft-host.js';
+import { ReplicatedState } from './replicated-state.js';
+
+/**
+ * One Conclave server: the Raft host, its log storage, the peer transport and the replicated
+ * state, plus what Consul and etcd operators expect of a server process: bootstrap with
+ * `-bootstrap-expect`, join through `-retry-join`, writes forwarded to the leader, linearizable
+ * reads from any server, graceful leave.
+ */
+
+export interface ServerOptions {
+  nodeId: NodeId;
+  nodeName: string;
+  /** null keeps the log in memory (`-dev`). */
+  dataDir: string | null;
+  bindHost: string;
+  /** 0 picks an ephemeral port. */
+  serverPort: number;
+  /** Host other servers dial (defaults to bindHost). */
+  advertiseHost?: string;
+  /** 'self': a one-server cluster right away (-dev, -bootstrap); a number: -bootstrap-expect. */
+  bootstrap: 'self' | number | null;
+  retryJoin: string[];
+  log: Logger;
+  tickMs?: number;
+  electionTicks?: number;
+  /** How long a request waits for a leader before failing with "no leader". */
+  holdTimeoutMs?: number;
+  /** Pause between discovery/join rounds. */
+  joinIntervalMs?: number;
+  snapshotEveryEntries?: number;
+  storeOptions?: StoreOptions;
+  onFatal?: (err: unknown) => void;
+}
+
+export type ReadConsistency = 'default' | 'consistent' | 'stale';
+
+export interface RaftServerView {
+  id: NodeId;
+  name: string;
+  address: string;
+  voter: boolean;
+  leader: boolean;
+  lastIndex: number;
+}
+
+export class ConclaveServer {
+  readonly id: NodeId;
+  readonly state: ReplicatedState;
+  private readonly opts: ServerOptions & Required<Pick<ServerOptions, 'holdTimeoutMs' | 'joinIntervalMs'>>;
+  private storage!: RaftLogStorage;
+  private transport!: PeerTransport;
+  private host!: RaftHost;
+  private duties!: LeaderDuties;
+  private address = '';
+  private clusterId = '';
+  private joinTimer: NodeJS.Timeout | null = null;
+  private joining = false;
+  private stopped = false;
+  private leaderWaiters: (() => void)[] = [];
+
+  constructor(options: ServerOptions) {
+    this.opts = { holdTimeoutMs: 7000, joinIntervalMs: 1000, ...options };
+    this.id = options.nodeId;
+    this.state = new ReplicatedState(options.storeOptions);
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  get store(): Store {
+    return this.state.store;
+  }
+
+  /** This server's RPC address, host:port, once started. */
+  get serverAddress(): string {
+    return this.address;
+  }
+
+  self(): ServerInfo {
+    return { id: this.id, name: this.opts.nodeName, address: this.address };
+  }
+
+  async start(): Promise<void> {
+    const { dataDir, log } = this.opts;
+    this.storage = dataDir
+      ? new WalStorage({ dir: join(dataDir, 'raft'), warn: (m) => log.warn(m) })
+      : new MemoryStorage();
+    this.clusterId = dataDir ? loadClusterId(dataDir) : '';
+    this.transport = new PeerTransport({
+      nodeId: this.id,
+      clusterId: this.clusterId,
+      host: this.opts.bindHost,
+      port: this.opts.serverPort,
+      onRaftMessage: (m) => this.host?.step(m),
+      onRequest: (from, body) => this.answer(from, body as PeerRequest),
+      log: (level, message, fields) => log[level](message, fields),
+    });
+    const port = await this.transport.listen();
+    this.address = `${this.opts.advertiseHost ?? this.opts.bindHost}:${port}`;
+    this.host = new RaftHost({
+      id: this.id,
+      storage: this.storage,
+      stateMachine: this.state,
+      send: (m) => this.transport.send(m),
+      tickMs: this.opts.tickMs ?? 100,
+      electionTicks: this.opts.electionTicks ?? 10,
+      snapshotEveryEntries: this.opts.snapshotEveryEntries ?? 10_000,
+      requestTimeoutMs: this.opts.holdTimeoutMs,
+      raft: { preVote: true, checkQuorum: true },
+      onAppend: (entries) => {
+        for (const e of entries) this.state.directory.observe(e);
+        this.syncPeers();
+      },
+      onApplied: () => this.syncPeers(),
+      onLeaderChange: (leader, term) => this.leaderChanged(leader, term),
+      onFatal: (err) => {
+        log.error('raft stopped after a storage failure', { error: String(err) });
+        this.opts.onFatal?.(err);
+      },
+    });
+    try {
+      const recovered = await this.host.start();
+      for (const e of recovered.entries) this.state.directory.observe(e);
+    } catch (err) {
+      await this.transport.close();
+      throw err;
+    }
+    // The directory learned from the log wins over a cluster-id file (they agree unless edited).
+    if (this.state.directory.clusterId) this.adoptCluster(this.state.directory.clusterId);
+    this.syncPeers();
+    this.duties = new LeaderDuties(this, this.host, log);
+
+    if (this.opts.bootstrap === 'self' && this.host.isPristine()) {
+      const clusterId = randomUUID();
+      this.adoptCluster(clusterId);
+      await this.host.bootstrap([this.id], encodeBootstrap(clusterId, [this.self()]));
+      log.info('bootstrapped a new single-server cluster', { cluster: clusterId });
+    }
+    if (this.needsCluster()) this.scheduleJoin(0);
+    log.info('server started', { id: this.id, node: this.opts.nodeName, address: this.address });
+  }
+
+  /** Stop without leaving: the cluster sees a failed server (kill -9 minus the lost fsyncs). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.joinTimer) clearTimeout(this.joinTimer);
+    this.duties?.stop();
+    for (const w of this.leaderWaiters.splice(0)) w();
+    await this.host?.stop();
+    await this.transport?.close();
+  }
+
+  // ------------------------------------------------------------ status
+
+  raftStatus(): RaftStatus {
+    return this.host.status();
+  }
+
+  leaderId(): NodeId {
+    return this.host.leaderId();
+  }
+
+  isLeader(): boolean {
+    return this.host.leaderId() === this.id && this.host.status().role === 'leader';
+  }
+
+  leaderAddress(): string {
+    const leader = this.host.leaderId();
+    return leader ? (this.state.directory.get(leader)?.address ?? '') : '';
+  }
+
+  /** Consul's /v1/operator/raft/configuration, from this server's latest configuration. */
+  raftConfiguration(): { servers: RaftServerView[]; index: number } {
+    const s = this.host.status();
+    const leader = this.host.leaderId();
+    const view = (id: NodeId, voter: boolean): RaftServerView => {
+      const info = this.state.directory.get(id);
+      const p = s.progress[id];
+      return {
+        id,
+        name: info?.name ?? '',
+        address: info?.address ?? '',
+        voter,
+        leader: id === leader,
+        lastIndex: id === this.id ? s.lastIndex : (p?.match ?? 0),
+      };
+    };
+    return {
+      servers: [
+        ...s.config.voters.map((id) => view(id, true)),
+        ...s.config.learners.map((id) => view(id, false)),
+      ],
+      index: s.commit,
+    };
+  }
+
+  /** Last fsync of the log, ms (slow disks show here first). */
+  lastPersistMs(): number {
+    return this.host.lastPersistMs;
+  }
+
+  // ------------------------------------------------------------ writes and reads
+
+  /**
+   * Apply a command through Raft and return the store's result. On a follower the command goes
+   * to the leader. Refusals that prove the command never entered the log (not leader, no leader,
+   * transfer in progress) are retried until the hold timeout; an outcome that is unknown (a lost
+   * answer, an overwritten entry) is reported, never retried, since the write may have happened.
+   */
+  async write(command: CommandBody): Promise<Result> {
+    const deadline = Date.now() + this.opts.holdTimeoutMs;
+    for (;;) {
+      try {
+        return await this.writeOnce(command);
+      } catch (err) {
+        if (!this.isRefusal(err) || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
+        await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
+      }
+    }
+  }
+
+  /** Wait until reads here reflect every write acknowledged before the call (ReadIndex, thesis §6.4). */
+  async readBarrier(consistency: ReadConsistency = 'default'): Promise<void> {
+    if (consistency === 'stale') return;
+    const deadline = Date.now() + this.opts.holdTimeoutMs;
+    for (;;) {
+      try {
+        await this.host.readBarrier();
+        return;
+      } catch (err) {
+        const retry =
+          err instanceof RetryableError && (err.code === 'no-leader' || err.code === 'not-leader');
+        if (!retry || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
+        await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
+      }
+    }
+  }
+
+  private async writeOnce(command: CommandBody): Promise<Result> {
+    if (this.isLeader()) return this.proposeHere(command);
+    const leader = this.host.leaderId();
+    if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
+    const answer = await this.askPeer<unknown>(leader, { kind: 'write', command });
+    return resultFromWire(answer);
+  }
+
+  /** Propose on this server (the leader), stamping the leader's clock into the command. */
+  async proposeHere(command: CommandBody): Promise<Result> {
+    const bytes = encodeCommand({ ...command, timeMs: Date.now() } as Parameters<typeof encodeCommand>[0]);
+    return (await this.host.propose(bytes)) as Result;
+  }
+
+  private isRefusal(err: unknown): boolean {
+    if (err instanceof RetryableError)
+      return ['not-leader', 'no-leader', 'transferring', 'busy'].includes(err.code);
+    // The request never left: no link to the leader yet, or its queue was full.
+    return err instanceof TransportError && /no address known|queue .* is full/.test(err.message);
+  }
+
+  private noLeaderIfRefusal(err: unknown): unknown {
+    if (
+      this.isRefusal(err) &&
+      !(err instanceof RetryableError && (err.code === 'transferring' || err.code === 'busy'))
+    )
+      return new RetryableError('no-leader', 'No cluster leader');
+    return err;
+  }
+
+  private waitForLeader(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.leaderWaiters = this.leaderWaiters.filter((w) => w !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.leaderWaiters.push(done);
+    });
+  }
+
+  private async askPeer<T>(to: NodeId, request: PeerRequest): Promise<T> {
+    const raw = (await this.transport.request(to, request, this.opts.holdTimeoutMs)) as PeerAnswer<T>;
+    if (!raw.ok) throw fromWireError(raw.error);
+    return raw.value;
+  }
+
+  // ------------------------------------------------------------ membership
+
+  /** Remove a server from the configuration (operator raft remove-peer). */
+  async removePeer(id: NodeId): Promise<void> {
+    const s = this.host.status();
+    if (!s.config.voters.includes(id) && !s.config.learners.includes(id))
+      throw new Error(`${id} is not a member of the Raft configuration`);
+    await this.onLeader({ kind: 'remove', id });
+  }
+
+  /** Hand leadership to `id`, or to the most up-to-date voter when empty. */
+  async transferLeadership(id: NodeId = ''): Promise<NodeId> {
+    return this.onLeader<NodeId>({ kind: 'transfer', id });
+  }
+
+  /**
+   * Leave gracefully (Consul's `leave`): hand off leadership, remove this server from the
+   * configuration, then stop. The last voter of a cluster stays in it (removing it would leave
+   * a cluster nobody can ever write to).
+   */
+  async leave(): Promise<void> {
+    const s = this.host.status();
+    const member = s.config.voters.includes(this.id) || s.config.learners.includes(this.id);
+    const othersVote = s.config.voters.some((v) => v !== this.id);
+    if (member && othersVote) {
+      try {
+        if (this.isLeader()) {
+          const to = await this.transferLeadership();
+          this.log.info('leaving: handed leadership over', { to });
+          await this.waitUntil(() => this.host.leaderId() !== '' && this.host.leaderId() !== this.id, 5000);
+        }
+        await this.onLeader({ kind: 'remove', id: this.id });
+        this.log.info('leaving: removed from the raft configuration');
+      } catch (err) {
+        this.log.warn('leaving without removal from the configuration', { error: String(err) });
+      }
+    }
+    await this.stop();
+  }
+
+  /** Run a membership request on the leader, here or forwarded, retrying refusals. */
+  private async onLeader<T>(request: PeerRequest): Promise<T> {
+    const deadline = Date.now() + this.opts.holdTimeoutMs;
+    for (;;) {
+      try {
+        if (this.isLeader()) return (await this.handleOnLeader(request)) as T;
+        const leader = this.host.leaderId();
+        if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
+        return await this.askPeer<T>(leader, request);
+      } catch (err) {
+        if (!this.isRefusal(err) || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
+        await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
+      }
+    }
+  }
+
+  private async waitUntil(cond: () => boolean, ms: number): Promise<boolean> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() >= end || this.stopped) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
+  /** Point the transport at every member of the latest configuration. */
+  private syncPeers(): void {
+    if (this.stopped || !this.host) return;
+    // Every server we know of, not only members: a joining learner must answer the leader
+    // before its own log names anyone. A link costs nothing until a message goes out on it.
+    for (const info of this.state.directory.all()) {
+      if (info.id !== this.id) this.transport.setPeer(info.id, info.address);
+    }
+    if (this.state.directory.clusterId && this.state.directory.clusterId !== this.clusterId)
+      this.adoptCluster(this.state.directory.clusterId);
+    // Once this server is in a configuration it has a cluster; discovery can stop.
+    if (!this.needsCluster() && this.joinTimer) {
+      clearTimeout(this.joinTimer);
+      this.joinTimer = null;
+    }
+  }
+
+  private leaderChanged(leader: NodeId, term: number): void {
+    this.log.info(leader ? 'leader elected' : 'no leader', { leader, term });
+    for (const w of this.leaderWaiters.splice(0)) w();
+    this.duties.leaderChanged(leader === this.id, term);
+  }
+
+  private adoptCluster(clusterId: string): void {
+    if (this.clusterId === clusterId) return;
+    if (this.clusterId !== '')
+      this.log.warn('cluster identity changed', { from: this.clusterId, to: clusterId });
+    this.clusterId = clusterId;
+    if (this.opts.dataDir) saveClusterId(this.opts.dataDir, clusterId);
+    this.transport.setClusterId(clusterId);
+  }
+
+  // ------------------------------------------------------------ discovery, bootstrap, join
+
+  /** True until this server is in some configuration (or holds a log that says it was removed). */
+  private needsCluster(): boolean {
+    const s = this.host.status();
+    const inConfig = s.config.voters.includes(this.id) || s.config.learners.includes(this.id);
+    return (
+      !inConfig &&
+      (this.opts.retryJoin.length > 0 ||
+        typeof this.opts.bootstrap === 'number' ||
+        this.state.directory.all().length > 0)
+    );
+  }
+
+  private scheduleJoin(delayMs: number): void {
+    if (this.stopped || this.joinTimer) return;
+    this.joinTimer = setTimeout(() => {
+      this.joinTimer = null;
+      void this.joinRound().finally(() => {
+        if (this.needsCluster()) this.scheduleJoin(this.opts.joinIntervalMs);
+      });
+    }, delayMs);
+  }
+
+  /** Addresses to try: -retry-join, and every server we have heard of. */
+  private joinTargets(extra: string[] = []): string[] {
+    const known = this.state.directory
+      .all()
+      .filter((s) => s.id !== this.id)
+      .map((s) => s.address);
+    return [...new Set([...this.opts.retryJoin, ...known, ...extra])].filter((a) => a !== this.address);
+  }
+
+  /** Ask an address to let this server in (Consul's `join`); used by /v1/agent/join too. */
+  async joinAddress(address: string): Promise<void> {
+    this.opts.retryJoin = [...new Set([...this.opts.retryJoin, address])];
+    await this.joinRound([address]);
+    if (this.needsCluster()) this.scheduleJoin(this.opts.joinIntervalMs);
+  }
+
+  private async joinRound(extra: string[] = []): Promise<void> {
+    if (this.joining || this.stopped || !this.needsCluster()) return;
+    this.joining = true;
+    try {
+      const targets = this.joinTargets(extra);
+      const answers: DiscoverAnswer[] = [];
+      await Promise.all(
+        targets.map(async (address) => {
+          try {
+            const { body } = await this.transport.requestAt(
+              address,
+              { kind: 'discover', from: this.self() } satisfies PeerRequest,
+              2000,
+            );
+            const answer = body as PeerAnswer<DiscoverAnswer>;
+            if (answer.ok) answers.push(answer.value);
+          } catch (err) {
+            this.log.debug('discovery probe failed', { address, error: String(err) });
+          }
+        }),
+      );
+      for (const a of answers) {
+        if (a.self.id !== this.id) this.state.directory.remember(a.self);
+        for (const s of a.servers)
+          if (s.id !== this.id && !this.state.directory.get(s.id)) this.state.directory.remember(s);
+      }
+      this.syncPeers();
+      const existing = answers.find(
+        (a) => a.clusterId !== '' && (this.clusterId === '' || a.clusterId === this.clusterId),
+      );
+      if (existing) return await this.joinExisting(existing);
+      const foreign = answers.find((a) => a.clusterId !== '' && a.clusterId !== this.clusterId);
+      if (foreign) {
+        this.log.warn('a discovered server belongs to another cluster', { server: foreign.self.address });
+        return;
+      }
+      if (typeof this.opts.bootstrap === 'number') await this.maybeBootstrap(answers);
+    } finally {
+      this.joining = false;
+    }
+  }
+
+  private async joinExisting(answer: DiscoverAnswer): Promise<void> {
+    this.adoptCluster(answer.clusterId);
+    if (answer.members.includes(this.id)) {
+      // Already in its configuration (bootstrapped by a peer, or re-started): the leader will replicate.
+      this.log.info('found our cluster', { via: answer.self.address });
+      return;
+    }
+    const via = answer.self.address;
+    try {
+      const { body } = await this.transport.requestAt(
+        via,
+        { kind: 'join', server: this.self() } satisfies PeerRequest,
+        this.opts.holdTimeoutMs + 1000,
+      );
+      const r = body as PeerAnswer<{ clusterId: string }>;
+      if (!r.ok) throw fromWireError(r.error);
+      this.log.info('joined the cluster as a non-voter', { via });
+    } catch (err) {
+      this.log.warn('join failed, will retry', { via, error: String(err) });
+    }
+  }
+
+  /**
+   * -bootstrap-expect N: once N servers in bootstrap mode know of each other and none belongs to
+   * a cluster, each bootstraps the same configuration (every server in the set, sorted), so they
+   * agree without a coordinator. A server that restarts with a log never gets here.
+   */
+  private async maybeBootstrap(answers: DiscoverAnswer[]): Promise<void> {
+    const expect = this.opts.bootstrap as number;
+    if (!this.host.isPristine()) return;
+    const peers = answers.filter((a) => a.pristine);
+    const mismatch = peers.find((a) => a.bootstrapExpect !== expect);
+    if (mismatch) {
+      this.log.warn('bootstrap-expect differs between servers; not bootstrapping', {
+        ours: expect,
+        theirs: mismatch.bootstrapExpect,
+        server: mismatch.self.address,
+      });
+      return;
+    }
+    const set = new Map<NodeId, ServerInfo>([[this.id, this.self()]]);
+    for (const a of peers) {
+      set.set(a.self.id, a.self);
+      for (const s of a.servers) if (!set.has(s.id)) set.set(s.id, s);
+    }
+    if (set.size < expect) {
+      this.log.info('waiting for servers to bootstrap', { known: set.size, expect });
+      return;
+    }
+    const servers = [...set.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const ids = servers.map((s) => s.id);
+    const clusterId = createHash('sha256').update(ids.join('\n')).digest('hex').slice(0, 32);
+    this.adoptCluster(clusterId);
+    if (await this.host.bootstrap(ids, encodeBootstrap(clusterId, servers))) {
+      this.log.info('bootstrapped the cluster', { servers: servers.map((s) => s.name), cluster: clusterId });
+    }
+  }
+
+  // ------------------------------------------------------------ answering peers
+
+  private async answer(_from: NodeId, request: PeerRequest): Promise<PeerAnswer<unknown>> {
+    try {
+      if (request.kind === 'discover') {
+        if (this.needsCluster() && request.from.id !== this.id) {
+          this.state.directory.remember(request.from);
+          this.syncPeers();
+        }
+        return { ok: true, value: this.discoverAnswer() };
+      }
+      if (request.kind === 'write') {
+        if (!this.isLeader()) throw new RetryableError('not-leader', 'not the leader', this.host.leaderId());
+        return { ok: true, value: resultToWire(await this.proposeHere(request.command)) };
+      }
+      if (request.kind === 'join') {
+        if (this.clusterId === '') throw new RetryableError('no-leader', 'this server has no cluster yet');
+        // A joiner talks to whichever server it found; that server asks the leader.
+        return { ok: true, value: await this.onLeader({ kind: 'join', server: request.server }) };
+      }
+      if (!this.isLeader()) throw new RetryableError('not-leader', 'not the leader', this.host.leaderId());
+      return { ok: true, value: await this.handleOnLeader(request) };
+    } catch (err) {
+      return { ok: false, error: toWireError(err) };
+    }
+  }
+
+  private discoverAnswer(): DiscoverAnswer {
+    const s = this.host.status();
+    return {
+      self: this.self(),
+      clusterId: this.clusterId,
+      bootstrapExpect: typeof this.opts.bootstrap === 'number' ? this.opts.bootstrap : 0,
+      pristine: this.host.isPristine() && this.clusterId === '',
+      members: [...s.config.voters, ...s.config.learners],
+      servers: this.state.directory.all(),
+      leader: this.host.leaderId(),
+    };
+  }
+
+  private async handleOnLeader(request: PeerRequest): Promise<unknown> {
+    switch (request.kind) {
+      case 'join': {
+        const { server } = request;
+        const s = this.host.status();
+        if (s.config.voters.includes(server.id) || s.config.learners.includes(server.id)) {
+          return { clusterId: this.clusterId };
+        }
+        this.state.directory.remember(server);
+        // A new server starts as a learner: it gets the log but no vote until caught up (LeaderDuties promotes it).
+        await this.host.proposeConfChange({
+          type: 'addLearner',
+          node: server.id,
+          context: encodeServerInfo(server),
+        });
+        this.log.info('added a non-voting server', {
+          id: server.id,
+          node: server.name,
+          address: server.address,
+        });
+        return { clusterId: this.clusterId };
+      }
+      case 'remove':
+        await this.host.proposeConfChange({ type: 'removeNode', node: request.id });
+        this.log.info('removed a server from the configuration', { id: request.id });
+        return null;
+      case 'transfer': {
+        const target = request.id || this.bestTransferTarget();
+        if (!target) throw new Error('no other voter to transfer leadership to');
+        const r = this.host.transferLeadership(target);
+        if (!r.ok) throw new Error(r.message);
+        const moved = await this.waitUntil(() => this.host.leaderId() === target, 5000);
+        if (!moved) throw new RetryableError('timeout', `leadership did not move to ${target}`);
+        return target;
+      }
+      default:
+        throw new Error(`unexpected request ${request.kind}`);
+    }
+  }
+
+  /** The voter whose log is longest (it can take over soonest). */
+  private bestTransferTarget(): NodeId {
+    const s = this.host.status();
+    let best = '';
+    let bestMatch = -1;
+    for (const id of s.config.voters) {
+      if (id === this.id) continue;
+      const match = s.progress[id]?.match ?? 0;
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    return best;
+  }
+}

@@ -1,0 +1,267 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Real agent processes on loopback for multi-process tests. Every agent binds ephemeral ports
+ * (port 0) and reports them in its "agent ready" log line; a restart reuses the ports it had,
+ * so its peers' directory stays right. `Cluster.close()` kills every child it started.
+ */
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = join(ROOT, 'src/cli/main.ts');
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export class AgentProcess {
+  child: ChildProcess | null = null;
+  httpPort = 0;
+  serverPort = 0;
+  id = '';
+  readonly lines: LogLine[] = [];
+  private exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(
+    readonly name: string,
+    readonly dataDir: string,
+    private readonly extraArgs: string[],
+  ) {}
+
+  get serverAddress(): string {
+    return `127.0.0.1:${this.serverPort}`;
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(args: string[] = []): Promise<void> {
+    const argv = [
+      '--import',
+      'tsx',
+      CLI,
+      'agent',
+      '-server',
+      '-node',
+      this.name,
+      '-data-dir',
+      this.dataDir,
+      '-bind',
+      '127.0.0.1',
+      '-client',
+      '127.0.0.1',
+      '-http-port',
+      String(this.httpPort),
+      '-server-port',
+      String(this.serverPort),
+      '-raft-tick-ms',
+      '50',
+      '-log-json',
+      '-log-level',
+      'debug',
+      ...this.extraArgs,
+      ...args,
+    ];
+    const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.exited = new Promise((res) => child.once('exit', (code) => res(code)));
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const ready = new Promise<void>((res, rej) => {
+      const rl = createInterface({ input: child.stdout! });
+      rl.on('line', (text) => {
+        let line: LogLine;
+        try {
+          line = JSON.parse(text) as LogLine;
+        } catch {
+          return;
+        }
+        this.lines.push(line);
+        if (line.msg === 'agent ready') {
+          this.httpPort = Number(line.http_port);
+          this.serverPort = Number(line.server_port);
+          this.id = String(line.id);
+          res();
+        }
+      });
+      child.once('exit', (code) =>
+        rej(new Error(`${this.name} exited (${code}) before ready: ${stderr.trim()}`)),
+      );
+    });
+    await withTimeout(ready, 15_000, `${this.name} did not become ready`);
+  }
+
+  /** Send a signal and wait for the process to end; returns its exit code (null if killed). */
+  async stop(signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 15_000): Promise<number | null> {
+    const child = this.child;
+    if (!child || !this.running) return child?.exitCode ?? null;
+    child.kill(signal);
+    const code = await withTimeout(this.exited, timeoutMs, `${this.name} did not exit after ${signal}`);
+    this.child = null;
+    return code;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
+  async http(
+    method: string,
+    path: string,
+    body?: string,
+    timeoutMs = 15_000,
+  ): Promise<{ status: number; text: string; headers: Headers }> {
+    const init: RequestInit = { method, signal: AbortSignal.timeout(timeoutMs) };
+    if (body !== undefined) init.body = body;
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, init);
+    return { status: res.status, text: await res.text(), headers: res.headers };
+  }
+
+  async json<T>(method: string, path: string, body?: string): Promise<T> {
+    const r = await this.http(method, path, body);
+    if (r.status !== 200) throw new Error(`${this.name} ${method} ${path}: ${r.status} ${r.text}`);
+    return JSON.parse(r.text) as T;
+  }
+}
+
+export class Cluster {
+  readonly agents: AgentProcess[] = [];
+  private readonly root = mkdtempSync(join(tmpdir(), 'conclave-cluster-'));
+
+  add(name: string, args: string[] = []): AgentProcess {
+    const a = new AgentProcess(name, join(this.root, name), args);
+    this.agents.push(a);
+    return a;
+  }
+
+  /** Start `n` servers with -bootstrap-expect n and join them to each other over HTTP. */
+  static async bootstrap(n: number, args: string[] = []): Promise<Cluster> {
+    const c = new Cluster();
+    try {
+      for (let i = 1; i <= n; i++) c.add(`s${i}`, ['-bootstrap-expect', String(n), ...args]);
+      await Promise.all(c.agents.map((a) => a.start()));
+      // Consul's `join`: tell each server where the first one is; discovery does the rest.
+      const first = c.agents[0]!;
+      await Promise.all(c.agents.slice(1).map((a) => a.http('PUT', `/v1/agent/join/${first.serverAddress}`)));
+      await c.waitForLeader();
+      await waitFor(async () => (await c.voters(c.agents[0]!)).length === n, 20_000, 'all servers voting');
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+    return c;
+  }
+
+  running(): AgentProcess[] {
+    return this.agents.filter((a) => a.running);
+  }
+
+  /** The leader address every running agent agrees on. */
+  async waitForLeader(timeoutMs = 20_000, among: AgentProcess[] = this.running()): Promise<AgentProcess> {
+    let leader: AgentProcess | undefined;
+    await waitFor(
+      async () => {
+        const answers = await Promise.all(
+          among.map((a) => a.json<string>('GET', '/v1/status/leader').catch(() => '')),
+        );
+        const first = answers[0];
+        if (!first || answers.some((x) => x !== first)) return false;
+        leader = this.agents.find((a) => a.serverAddress === first && a.running);
+        return leader !== undefined;
+      },
+      timeoutMs,
+      'a leader all servers agree on',
+    );
+    return leader!;
+  }
+
+  async voters(via: AgentProcess): Promise<string[]> {
+    const cfg = await via.json<{ Servers: { ID: string; Voter: boolean }[] }>(
+      'GET',
+      '/v1/operator/raft/configuration',
+    );
+    return cfg.Servers.filter((s) => s.Voter).map((s) => s.ID);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop('SIGKILL').catch(() => null)));
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export async function waitFor(
+  cond: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`${what} within ${ms}ms`)), ms);
+    }),
+  ]);
+}
+
+/** A write load: sequential PUTs spread over the given agents, recording what was acknowledged. */
+export class WriteLoad {
+  readonly acked = new Map<string, string>();
+  failures = 0;
+  private running = true;
+  private readonly done: Promise<void>;
+
+  constructor(targets: () => AgentProcess[], prefix: string) {
+    this.done = (async () => {
+      let i = 0;
+      while (this.running) {
+        const live = targets().filter((a) => a.running);
+        const a = live[i % Math.max(1, live.length)];
+        i++;
+        if (!a) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        const key = `${prefix}/${String(i).padStart(6, '0')}`;
+        try {
+          const r = await a.http('PUT', `/v1/kv/${key}`, `v${i}`, 10_000);
+          if (r.status === 200 && r.text === 'true') this.acked.set(key, `v${i}`);
+          else this.failures++;
+        } catch {
+          this.failures++;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+}
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'conclave-'));
+}
