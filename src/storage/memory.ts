@@ -132,6 +132,9 @@ function copyEntry(entry: Entry): Entry {
     copy.change = { type: entry.change.type, node: entry.change.node };
     if (entry.change.context !== undefined) copy.change.context = new Uint8Array(entry.change.context);
   }
+  if (entry.config !== undefined) {
+    copy.config = { voters: [...entry.config.voters], learners: [...entry.config.learners] };
+  }
   return copy;
 }
 

@@ -176,24 +176,37 @@ export function registerStorageCompliance(name: string, factory: StorageHarnessF
       await storage.save({ entries: [] });
     });
 
-    withStorage('configuration-change entries keep their change and context', async (storage, harness) => {
-      const change: Entry = {
-        index: 1,
-        term: 1,
-        type: EntryType.ConfChange,
-        data: new Uint8Array(0),
-        change: { type: 'addVoter', node: 'd', context: new Uint8Array([1, 2, 3]) },
-      };
-      const plain: Entry = {
-        index: 2,
-        term: 1,
-        type: EntryType.ConfChange,
-        data: new Uint8Array([9]),
-        change: { type: 'removeNode', node: 'a' },
-      };
-      await storage.save({ entries: [change, plain] });
-      assertRecovered(await reload(harness, storage), { entries: [change, plain] });
-    });
+    withStorage(
+      'configuration-change entries keep their change, context and configuration',
+      async (storage, harness) => {
+        // The bootstrap entry carries a configuration and data but no change.
+        const boot: Entry = {
+          index: 1,
+          term: 1,
+          type: EntryType.ConfChange,
+          data: new Uint8Array([7, 7]),
+          config: { voters: ['a', 'b', 'c'], learners: [] },
+        };
+        const change: Entry = {
+          index: 2,
+          term: 1,
+          type: EntryType.ConfChange,
+          data: new Uint8Array(0),
+          change: { type: 'addLearner', node: 'd', context: new Uint8Array([1, 2, 3]) },
+          config: { voters: ['a', 'b', 'c'], learners: ['d'] },
+        };
+        const plain: Entry = {
+          index: 3,
+          term: 1,
+          type: EntryType.ConfChange,
+          data: new Uint8Array([9]),
+          change: { type: 'removeNode', node: 'a' },
+          config: { voters: ['b', 'c'], learners: ['d'] },
+        };
+        await storage.save({ entries: [boot, change, plain] });
+        assertRecovered(await reload(harness, storage), { entries: [boot, change, plain] });
+      },
+    );
 
     withStorage('an application snapshot compacts the log it covers', async (storage, harness) => {
       await storage.save({ entries: makeEntries(1, 30, 1), hardState: { term: 1, vote: 'a', commit: 30 } });

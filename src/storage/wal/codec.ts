@@ -3,6 +3,8 @@
  * record on write and read back as a view without copying; the rare, small records use msgpackr.
  *
  * Entry payload:  u64 index | u64 term | u8 type | u32 change length | change (msgpack) | data
+ *   change: [[type, node, context?] | null, [voters, learners] | null] on ConfChange entries
+ *   (the change and the whole configuration it results in), absent on Normal entries.
  * HardState:      msgpack [term, vote, commit]
  * SnapshotMarker: msgpack [index, term, keptLog]
  * Truncate:       msgpack [fromIndex]
@@ -11,6 +13,7 @@ import { pack, unpack } from 'msgpackr';
 import {
   type ConfChange,
   type ConfChangeType,
+  type ConfigState,
   type Entry,
   EntryType,
   type HardState,
@@ -39,7 +42,13 @@ export interface SnapshotMarker {
 }
 
 export function encodeEntryRecord(entry: Entry): Buffer {
-  const change = entry.change === undefined ? null : pack(changeToWire(entry.change));
+  const change =
+    entry.change === undefined && entry.config === undefined
+      ? null
+      : pack([
+          entry.change === undefined ? null : changeToWire(entry.change),
+          entry.config === undefined ? null : [entry.config.voters, entry.config.learners],
+        ]);
   const changeBytes = change === null ? 0 : change.byteLength;
   const record = allocateRecord(RecordType.Entry, entryPrefixBytes + changeBytes + entry.data.byteLength);
   let at = recordHeaderBytes;
@@ -73,8 +82,13 @@ export function decodeEntry(payload: Buffer): Entry {
   // A plain Uint8Array view: same prototype as what callers saved, no copy.
   const data = new Uint8Array(payload.buffer, payload.byteOffset + dataStart, payload.length - dataStart);
   const entry: Entry = { index, term, type, data };
-  if (changeBytes > 0)
-    entry.change = changeFromWire(unpackChecked(payload.subarray(entryPrefixBytes, dataStart)));
+  if (changeBytes > 0) {
+    const wire = unpackChecked(payload.subarray(entryPrefixBytes, dataStart));
+    if (!Array.isArray(wire) || wire.length !== 2) throw new PayloadError('conf change section invalid');
+    const [change, config] = wire as unknown[];
+    if (change !== null) entry.change = changeFromWire(change);
+    if (config !== null) entry.config = configFromWire(config);
+  }
   return entry;
 }
 
@@ -135,6 +149,13 @@ function changeToWire(change: ConfChange): unknown[] {
   return change.context === undefined
     ? [change.type, change.node]
     : [change.type, change.node, change.context];
+}
+
+function configFromWire(value: unknown): ConfigState {
+  const isIds = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  if (!Array.isArray(value) || value.length !== 2 || !isIds(value[0]) || !isIds(value[1]))
+    throw new PayloadError('configuration invalid');
+  return { voters: value[0], learners: value[1] };
 }
 
 function changeFromWire(value: unknown): ConfChange {
