@@ -30,9 +30,11 @@ export class Agent {
     this.stopped = new Promise((resolve) => {
       this.markStopped = resolve;
     });
-    const nodeId = config.dataDir
-      ? loadOrCreateNodeId(config.dataDir, config.nodeId)
-      : (config.nodeId ?? randomUUID());
+    // -dev persists nothing, not even a node-id file in a -data-dir it was also given.
+    const nodeId =
+      config.dataDir && !config.dev
+        ? loadOrCreateNodeId(config.dataDir, config.nodeId)
+        : (config.nodeId ?? randomUUID());
     const bootstrap =
       config.dev || config.bootstrap ? 'self' : config.bootstrapExpect > 0 ? config.bootstrapExpect : null;
     const serverOptions: ConstructorParameters<typeof ConclaveServer>[0] = {
@@ -97,18 +99,22 @@ export class Agent {
     return this.stopping;
   }
 
-  /** Stop without leaving (a fatal error, or a second signal). */
+  /**
+   * Stop without leaving (a fatal error, or a second signal). Idempotent; cuts short a leave in
+   * progress, which could otherwise wait out its leadership hand-off and removal timeouts.
+   */
   shutdown(code = 0): Promise<void> {
     this.exitCode = code;
-    if (!this.stopping) {
-      this.stopping = (async () => {
-        await this.server.stop();
-        await this.closeHttp();
-        this.markStopped();
-      })();
-    }
-    return this.stopping;
+    this.halting ??= (async () => {
+      await this.server.stop();
+      await this.closeHttp();
+      this.markStopped();
+    })();
+    this.stopping ??= this.halting;
+    return this.halting;
   }
+
+  private halting: Promise<void> | null = null;
 
   exitCode = 0;
 

@@ -108,7 +108,7 @@ const PORT_KEYS: Record<string, keyof Ports> = {
 
 export function buildConfig(flags: AgentFlags): AgentConfig {
   const file: Record<string, unknown> = {};
-  for (const path of flags.configFile ?? []) Object.assign(file, readConfigFile(path));
+  for (const path of flags.configFile ?? []) mergeConfigFile(file, readConfigFile(path));
   const fromFile = <T>(key: string, check: (v: unknown) => v is T, what: string): T | undefined => {
     if (!(key in file)) return undefined;
     const v = file[key];
@@ -181,6 +181,9 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
   return config;
 }
 
+/** A node id, as Consul writes them (and as the data directory's node-id file holds). */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function validate(c: AgentConfig): void {
   if (!c.server) {
     throw new ConfigError(
@@ -189,6 +192,8 @@ function validate(c: AgentConfig): void {
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(c.nodeName))
     throw new ConfigError(`node name "${c.nodeName}" must be letters, digits, '-', '_' or '.' (at most 63)`);
+  if (c.nodeId !== undefined && !UUID.test(c.nodeId))
+    throw new ConfigError(`node id "${c.nodeId}" must be a UUID (8-4-4-4-12 hex digits)`);
   if (!/^[a-z0-9_-]+$/.test(c.datacenter))
     throw new ConfigError(`datacenter "${c.datacenter}" must be lowercase letters, digits, '-' or '_'`);
   for (const [name, addr] of [
@@ -227,8 +232,10 @@ function validate(c: AgentConfig): void {
 
 function checkDataDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
-    if (!statSync(dir).isDirectory()) throw new ConfigError(`-data-dir ${dir} is not a directory`);
+    // mkdirSync(recursive) on an existing regular file fails with a bare EEXIST: look first.
+    const existing = statSync(dir, { throwIfNoEntry: false });
+    if (existing && !existing.isDirectory()) throw new ConfigError(`-data-dir ${dir} is not a directory`);
+    if (!existing) mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.R_OK | constants.W_OK);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
@@ -256,6 +263,22 @@ function readConfigFile(path: string): Record<string, unknown> {
     if (!FILE_KEYS.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
   }
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * Later files win key by key, as in Consul, except that `ports` merges port by port and
+ * `retry_join` lists add up (a second file must not silently reset the first one's ports).
+ */
+function mergeConfigFile(into: Record<string, unknown>, next: Record<string, unknown>): void {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  for (const [key, value] of Object.entries(next)) {
+    const prev = into[key];
+    if (key === 'ports' && isObject(prev) && isObject(value)) into[key] = { ...prev, ...value };
+    else if (key === 'retry_join' && Array.isArray(prev) && Array.isArray(value))
+      into[key] = [...prev, ...value];
+    else into[key] = value;
+  }
 }
 
 function port(v: unknown, name: string): number {

@@ -21,8 +21,10 @@ export async function callAgent(
     if (body !== undefined) init.body = typeof body === 'string' ? body : Buffer.from(body);
     res = await fetch(`${base}${path}`, init);
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new AgentCallError(`cannot reach the agent at ${base}: ${cause}`);
+    // fetch's own message is just "fetch failed"; the cause says why (ECONNREFUSED, bad port...).
+    const { cause } = err as { cause?: { code?: string; message?: string } };
+    const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    throw new AgentCallError(`cannot reach the agent at ${base}: ${why}`);
   }
   const bytes = Buffer.from(await res.arrayBuffer());
   return { status: res.status, text: bytes.toString('utf8'), bytes };

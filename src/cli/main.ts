@@ -17,6 +17,8 @@ function program(): Command {
     .description('Conclave: a coordination service speaking the etcd v3 and Consul APIs')
     .version('0.1.0', '--version', 'print the version')
     .showHelpAfterError(false)
+    // Commander puts "(Did you mean ...?)" on a second line; keep every usage error on one.
+    .configureOutput({ outputError: (str, write) => write(`${str.trim().replace(/\s*\n\s*/g, ' ')}\n`) })
     .exitOverride();
 
   cli
