@@ -48,6 +48,7 @@ export class Agent {
       log,
       tickMs: config.raftTickMs,
       snapshotEveryEntries: config.raftSnapshotThreshold,
+      trailingLogs: config.raftTrailingLogs,
       onFatal: () => void this.shutdown(1),
     };
     if (config.advertiseAddr) serverOptions.advertiseHost = config.advertiseAddr;

@@ -42,6 +42,8 @@ export interface AgentConfig {
   raftTickMs: number;
   /** Consul's raft_snapshot_threshold: applied entries between snapshots. */
   raftSnapshotThreshold: number;
+  /** Consul's raft_trailing_logs: entries kept behind a snapshot for followers that lag a little. */
+  raftTrailingLogs: number;
 }
 
 /** Consul's conventional ports (DESIGN.md "Conventional defaults"). */
@@ -76,6 +78,7 @@ export interface AgentFlags {
   logJson?: boolean;
   raftTickMs?: string;
   raftSnapshotThreshold?: string;
+  raftTrailingLogs?: string;
   configFile?: string[];
 }
 
@@ -97,6 +100,7 @@ const FILE_KEYS = new Set([
   'log_json',
   'raft_snapshot_threshold',
   'raft_tick_ms',
+  'raft_trailing_logs',
 ]);
 const PORT_KEYS: Record<string, keyof Ports> = {
   http: 'http',
@@ -176,6 +180,10 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
       flags.raftSnapshotThreshold !== undefined
         ? count(flags.raftSnapshotThreshold, '-raft-snapshot-threshold')
         : (fromFile('raft_snapshot_threshold', isCount, 'a positive integer') ?? 16384),
+    raftTrailingLogs:
+      flags.raftTrailingLogs !== undefined
+        ? count(flags.raftTrailingLogs, '-raft-trailing-logs')
+        : (fromFile('raft_trailing_logs', isCount, 'a non-negative integer') ?? 10240),
   };
   validate(config);
   return config;

@@ -45,6 +45,7 @@ function program(): Command {
     .option('--log-json', 'log one JSON object per line')
     .option('--raft-tick-ms <ms>', 'Raft clock tick; elections take 10-20 ticks (100; 10 with -dev)')
     .option('--raft-snapshot-threshold <n>', 'applied entries between snapshots (16384)')
+    .option('--raft-trailing-logs <n>', 'log entries kept behind a snapshot (10240)')
     .option('--config-file <file>', 'a JSON config file with Consul key names; repeatable', collect)
     .action(async (flags: AgentFlags) => runAgent(flags));
 

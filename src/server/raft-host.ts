@@ -61,6 +61,8 @@ export interface RaftHostOptions {
   raft?: Partial<Omit<RaftOptions, 'id' | 'random'>>;
   onLeaderChange?: (leader: NodeId, term: number) => void;
   onApplied?: (index: number) => void;
+  /** A snapshot from the leader replaced the local state (this server was too far behind). */
+  onSnapshotInstalled?: (index: number) => void;
   onFatal?: (err: unknown) => void;
 }
 
@@ -82,9 +84,15 @@ export class RaftHost {
   private raft: RaftNode | null = null;
   private random: () => number = Math.random;
   private readonly opts: Required<
-    Omit<RaftHostOptions, 'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend'>
+    Omit<
+      RaftHostOptions,
+      'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend' | 'onSnapshotInstalled'
+    >
   > &
-    Pick<RaftHostOptions, 'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend'>;
+    Pick<
+      RaftHostOptions,
+      'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend' | 'onSnapshotInstalled'
+    >;
   private ticker: NodeJS.Timeout | null = null;
   private processing = false;
   private scheduled = false;
@@ -332,6 +340,7 @@ export class RaftHost {
       sm.restore(rd.snapshot.data);
       this.applied = rd.snapshot.meta.index;
       this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.opts.onSnapshotInstalled?.(rd.snapshot.meta.index);
       // Proposals at or below the snapshot were decided elsewhere; their results are unknown here.
       for (const [index, p] of this.proposals) {
         if (index <= this.applied) {

@@ -50,6 +50,8 @@ export interface ServerOptions {
   /** Pause between discovery/join rounds. */
   joinIntervalMs?: number;
   snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot, so a follower that lags a little catches up by log. */
+  trailingLogs?: number;
   storeOptions?: StoreOptions;
   onFatal?: (err: unknown) => void;
 }
@@ -127,7 +129,8 @@ export class ConclaveServer {
       send: (m) => this.transport.send(m),
       tickMs: this.opts.tickMs ?? 100,
       electionTicks: this.opts.electionTicks ?? 10,
-      snapshotEveryEntries: this.opts.snapshotEveryEntries ?? 10_000,
+      snapshotEveryEntries: this.opts.snapshotEveryEntries ?? 16_384,
+      keepEntriesAfterSnapshot: this.opts.trailingLogs ?? 10_240,
       requestTimeoutMs: this.opts.holdTimeoutMs,
       raft: { preVote: true, checkQuorum: true },
       onAppend: (entries) => {
@@ -135,6 +138,7 @@ export class ConclaveServer {
         this.syncPeers();
       },
       onApplied: () => this.syncPeers(),
+      onSnapshotInstalled: (index) => log.info('installed a snapshot from the leader', { index }),
       onLeaderChange: (leader, term) => this.leaderChanged(leader, term),
       onFatal: (err) => {
         log.error('raft stopped after a storage failure', { error: String(err) });

@@ -166,7 +166,11 @@ export class Cluster {
   }
 
   /** The leader address every running agent agrees on. */
-  async waitForLeader(timeoutMs = 20_000, among: AgentProcess[] = this.running()): Promise<AgentProcess> {
+  async waitForLeader(
+    timeoutMs = 20_000,
+    among: AgentProcess[] = this.running(),
+    not?: AgentProcess,
+  ): Promise<AgentProcess> {
     let leader: AgentProcess | undefined;
     await waitFor(
       async () => {
@@ -175,7 +179,7 @@ export class Cluster {
         );
         const first = answers[0];
         if (!first || answers.some((x) => x !== first)) return false;
-        leader = this.agents.find((a) => a.serverAddress === first && a.running);
+        leader = this.agents.find((a) => a.serverAddress === first && a.running && a !== not);
         return leader !== undefined;
       },
       timeoutMs,
