@@ -145,7 +145,7 @@ test('faults: SIGSTOP the leader; the rest elect a new one; on SIGCONT it steps 
     assert.ok(acked.size >= 40);
     for (const a of c.agents) await assertAllPresent(a, acked, 'stop');
   } finally {
-    c.agents.forEach((a) => a.signal('SIGCONT'));
+    for (const a of c.agents) a.signal('SIGCONT');
     await c.close();
   }
 });
