@@ -78,6 +78,8 @@ export class ConclaveServer {
   private address = '';
   private clusterId = '';
   private joinTimer: NodeJS.Timeout | null = null;
+  /** When a leader was last known here (see orphanSuspected). */
+  private lastLeaderAt = 0;
   private joining = false;
   private stopped = false;
   private leaderWaiters: (() => void)[] = [];
@@ -163,7 +165,8 @@ export class ConclaveServer {
       await this.host.bootstrap([this.id], encodeBootstrap(clusterId, [this.self()]));
       log.info('bootstrapped a new single-server cluster', { cluster: clusterId });
     }
-    if (this.needsCluster()) this.scheduleJoin(0);
+    this.lastLeaderAt = Date.now();
+    this.scheduleMembershipCheck(0);
     log.info('server started', { id: this.id, node: this.opts.nodeName, address: this.address });
   }
 
@@ -387,14 +390,10 @@ export class ConclaveServer {
     }
     if (this.state.directory.clusterId && this.state.directory.clusterId !== this.clusterId)
       this.adoptCluster(this.state.directory.clusterId);
-    // Once this server is in a configuration it has a cluster; discovery can stop.
-    if (!this.needsCluster() && this.joinTimer) {
-      clearTimeout(this.joinTimer);
-      this.joinTimer = null;
-    }
   }
 
   private leaderChanged(leader: NodeId, term: number): void {
+    this.lastLeaderAt = Date.now();
     this.log.info(leader ? 'leader elected' : 'no leader', { leader, term });
     for (const w of this.leaderWaiters.splice(0)) w();
     this.duties.leaderChanged(leader === this.id, term);
@@ -423,13 +422,27 @@ export class ConclaveServer {
     );
   }
 
-  private scheduleJoin(delayMs: number): void {
+  /**
+   * A server whose own log still lists it may have been removed: the leader stops replicating
+   * to a server as soon as it appends its removal (the latest configuration rules, thesis
+   * §4.1), so a server that left and restarted never hears of it. One that has heard from no
+   * leader for several election timeouts asks its peers whether it is still a member.
+   */
+  private orphanSuspected(): boolean {
+    const electionMs = (this.opts.tickMs ?? 100) * (this.opts.electionTicks ?? 10);
+    return (
+      this.host.leaderId() === '' &&
+      Date.now() - this.lastLeaderAt > 3 * electionMs &&
+      this.state.directory.all().some((s) => s.id !== this.id)
+    );
+  }
+
+  /** Discovery and join run on one timer for the server's whole life; most rounds do nothing. */
+  private scheduleMembershipCheck(delayMs: number): void {
     if (this.stopped || this.joinTimer) return;
     this.joinTimer = setTimeout(() => {
       this.joinTimer = null;
-      void this.joinRound().finally(() => {
-        if (this.needsCluster()) this.scheduleJoin(this.opts.joinIntervalMs);
-      });
+      void this.joinRound().finally(() => this.scheduleMembershipCheck(this.opts.joinIntervalMs));
     }, delayMs);
   }
 
@@ -446,11 +459,10 @@ export class ConclaveServer {
   async joinAddress(address: string): Promise<void> {
     this.opts.retryJoin = [...new Set([...this.opts.retryJoin, address])];
     await this.joinRound([address]);
-    if (this.needsCluster()) this.scheduleJoin(this.opts.joinIntervalMs);
   }
 
   private async joinRound(extra: string[] = []): Promise<void> {
-    if (this.joining || this.stopped || !this.needsCluster()) return;
+    if (this.joining || this.stopped || !(this.needsCluster() || this.orphanSuspected())) return;
     this.joining = true;
     try {
       const targets = this.joinTargets(extra);
@@ -476,6 +488,8 @@ export class ConclaveServer {
           if (s.id !== this.id && !this.state.directory.get(s.id)) this.state.directory.remember(s);
       }
       this.syncPeers();
+      // Prefer a server that knows the leader: its membership answer is current.
+      answers.sort((a, b) => Number(b.leader !== '') - Number(a.leader !== ''));
       const existing = answers.find(
         (a) => a.clusterId !== '' && (this.clusterId === '' || a.clusterId === this.clusterId),
       );
@@ -495,7 +509,7 @@ export class ConclaveServer {
     this.adoptCluster(answer.clusterId);
     if (answer.members.includes(this.id)) {
       // Already in its configuration (bootstrapped by a peer, or re-started): the leader will replicate.
-      this.log.info('found our cluster', { via: answer.self.address });
+      this.log.debug('found our cluster', { via: answer.self.address });
       return;
     }
     const via = answer.self.address;

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type AgentProcess, Cluster, WriteLoad, waitFor } from './harness.js';
+
+// Membership on real processes: a server joins as a non-voter and is promoted once caught up;
+// a dead server is removed; leadership moves on request; a rolling restart (graceful leave,
+// rejoin) of every server never fails a read.
+
+async function assertAllPresent(
+  via: AgentProcess,
+  acked: Map<string, string>,
+  prefix: string,
+): Promise<void> {
+  const entries = await via.json<{ Key: string; Value: string }[]>('GET', `/v1/kv/${prefix}?recurse`);
+  const found = new Map(entries.map((e) => [e.Key, Buffer.from(e.Value, 'base64').toString()]));
+  for (const [key, value] of acked)
+    assert.equal(found.get(key), value, `acknowledged ${key} lost or changed`);
+}
+
+test('membership: join a 4th server under load, remove a dead one, transfer leadership', {
+  timeout: 180_000,
+}, async () => {
+  const c = await Cluster.bootstrap(3);
+  try {
+    const load = new WriteLoad(() => c.running(), 'member');
+    await waitFor(() => load.acked.size >= 30, 30_000, 'writes before the join');
+
+    // A new server with only -retry-join: it finds the cluster and asks to be let in.
+    const s4 = c.add('s4', ['-retry-join', c.agents[0]!.serverAddress]);
+    await s4.start();
+    await waitFor(async () => (await c.voters(c.agents[0]!)).includes(s4.id), 30_000, 's4 to become a voter');
+    // It came in as a non-voter and got its vote only after catching up.
+    const lines = c.agents.flatMap((a) => a.lines);
+    const added = lines.findIndex((l) => l.msg === 'added a non-voting server' && l.id === s4.id);
+    const promoted = lines.find((l) => l.msg === 'promoted a caught-up server to voter' && l.id === s4.id);
+    assert.ok(added >= 0, 'the leader added s4 as a non-voter');
+    assert.ok(promoted, 'the leader promoted s4');
+    const afterJoin = load.acked.size;
+    await waitFor(() => load.acked.size >= afterJoin + 30, 30_000, 'writes after the join');
+
+    // Remove a dead follower (not s4) with the operator endpoint.
+    let leader = await c.waitForLeader();
+    const victim = c.agents.find((a) => a !== leader && a !== s4)!;
+    await victim.stop('SIGKILL');
+    const r = await leader.http('DELETE', `/v1/operator/raft/peer?id=${victim.id}`);
+    assert.equal(r.status, 200, r.text);
+    await waitFor(
+      async () => !(await c.voters(leader)).includes(victim.id),
+      20_000,
+      'the victim to be removed',
+    );
+    assert.equal((await c.voters(leader)).length, 3);
+    // Removing an unknown id is a clear 400, Consul's wording.
+    const unknown = await leader.http('DELETE', '/v1/operator/raft/peer?id=nope');
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.text, /not found in the Raft configuration/);
+
+    // Hand leadership to a named voter.
+    const target = c.running().find((a) => a !== leader)!;
+    const t = await leader.http('POST', `/v1/operator/raft/transfer-leader?id=${target.id}`);
+    assert.equal(t.status, 200, t.text);
+    assert.deepEqual(JSON.parse(t.text), { Success: true });
+    leader = await c.waitForLeader(20_000, c.running());
+    assert.equal(leader, target);
+
+    const mark = load.acked.size;
+    await waitFor(() => load.acked.size >= mark + 30, 30_000, 'writes after the transfer');
+    await load.stop();
+    for (const a of c.running()) await assertAllPresent(a, load.acked, 'member');
+  } finally {
+    await c.close();
+  }
+});
+
+test('membership: rolling restart of every server, one at a time, with no failed read', {
+  timeout: 240_000,
+}, async (t) => {
+  const c = await Cluster.bootstrap(3);
+  try {
+    const available = new Set(c.agents);
+    const first = await c.agents[0]!.http('PUT', '/v1/kv/roll/fixed', 'steady');
+    assert.equal(first.text, 'true');
+    let reads = 0;
+    const readFailures: string[] = [];
+    let reading = true;
+    const reader = (async () => {
+      for (let i = 0; reading; i++) {
+        const pool = [...available];
+        const a = pool[i % pool.length]!;
+        try {
+          const r = await a.http('GET', '/v1/kv/roll/fixed?raw', undefined, 20_000);
+          if (r.status === 200 && r.text === 'steady') reads++;
+          else readFailures.push(`${a.name}: ${r.status} ${r.text}`);
+        } catch (err) {
+          // A request already sent to a server that then left is not a failed read of the cluster.
+          if (available.has(a)) readFailures.push(`${a.name}: ${String(err)}`);
+        }
+      }
+    })();
+    const load = new WriteLoad(() => [...available], 'roll');
+
+    for (const a of c.agents) {
+      available.delete(a);
+      await new Promise((r) => setTimeout(r, 300));
+      const code = await a.stop('SIGTERM');
+      assert.equal(code, 0, `${a.name} exits 0 after a graceful leave`);
+      const rest = c.agents.find((x) => x !== a)!;
+      await waitFor(async () => !(await c.voters(rest)).includes(a.id), 10_000, `${a.name} to have left`);
+      await a.start();
+      await waitFor(async () => (await c.voters(rest)).length === 3, 30_000, `${a.name} to vote again`);
+      await waitFor(
+        async () => (await a.http('GET', '/v1/kv/roll/fixed?raw')).text === 'steady',
+        20_000,
+        'reads',
+      );
+      available.add(a);
+    }
+    reading = false;
+    await reader;
+    await load.stop();
+    t.diagnostic(`${reads} reads, ${load.acked.size} writes acknowledged, ${load.failures} writes refused`);
+    assert.deepEqual(readFailures, []);
+    assert.ok(reads > 50);
+    const leader = await c.waitForLeader();
+    await assertAllPresent(leader, load.acked, 'roll');
+  } finally {
+    await c.close();
+  }
+});
