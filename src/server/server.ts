@@ -271,8 +271,18 @@ export class ConclaveServer {
     if (this.isLeader()) return this.proposeHere(command);
     const leader = this.host.leaderId();
     if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
-    const answer = await this.askPeer<unknown>(leader, { kind: 'write', command });
-    return resultFromWire(answer);
+    try {
+      return resultFromWire(await this.askPeer<unknown>(leader, { kind: 'write', command }));
+    } catch (err) {
+      if (err instanceof TransportError && !err.notSent) {
+        throw new RetryableError(
+          'timeout',
+          `no answer from the leader (${err.message}); the write may or may not have been applied`,
+          leader,
+        );
+      }
+      throw err;
+    }
   }
 
   /** Propose on this server (the leader), stamping the leader's clock into the command. */
@@ -284,8 +294,8 @@ export class ConclaveServer {
   private isRefusal(err: unknown): boolean {
     if (err instanceof RetryableError)
       return ['not-leader', 'no-leader', 'transferring', 'busy'].includes(err.code);
-    // The request never left: no link to the leader yet, or its queue was full.
-    return err instanceof TransportError && /no address known|queue .* is full/.test(err.message);
+    // The request never left this process: the leader cannot have applied it.
+    return err instanceof TransportError && err.notSent;
   }
 
   private noLeaderIfRefusal(err: unknown): unknown {

@@ -44,12 +44,23 @@ export interface PeerTransportOptions {
 
 export class TransportError extends Error {
   override name = 'TransportError';
+  /**
+   * True when a request never left this process (no connection yet, queue dropped), so the
+   * peer cannot have acted on it and the caller may safely retry it elsewhere.
+   */
+  readonly notSent: boolean;
+  constructor(message: string, options: { notSent?: boolean } = {}) {
+    super(message);
+    this.notSent = options.notSent ?? false;
+  }
 }
 
 interface PendingRequest {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** Written to a connected socket (from then on, the peer may have acted on it). */
+  sent: boolean;
 }
 
 /** The outgoing connection to one peer. */
@@ -149,19 +160,23 @@ export class PeerTransport {
   /** A request to a peer, answered by its onRequest handler. */
   request(to: NodeId, body: unknown, timeoutMs: number): Promise<unknown> {
     const link = this.links.get(to);
-    if (!link) return Promise.reject(new TransportError(`no address known for peer ${to}`));
+    if (!link)
+      return Promise.reject(new TransportError(`no address known for peer ${to}`, { notSent: true }));
     const id = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         link.pending.delete(id);
         reject(new TransportError(`request to ${to} timed out after ${timeoutMs}ms`));
       }, timeoutMs);
-      link.pending.set(id, { resolve, reject, timer });
+      const pending: PendingRequest = { resolve, reject, timer, sent: false };
+      link.pending.set(id, pending);
       if (!this.enqueue(link, { t: 'req', id, body })) {
         clearTimeout(timer);
         link.pending.delete(id);
-        reject(new TransportError(`queue to ${to} is full`));
+        reject(new TransportError(`queue to ${to} is full`, { notSent: true }));
+        return;
       }
+      pending.sent = link.ready && link.socket !== null;
     });
   }
 
@@ -319,6 +334,7 @@ export class PeerTransport {
             link.backoff.reset();
             const queued = link.queue;
             link.queue = [];
+            for (const p of link.pending.values()) p.sent = true;
             for (const b of queued) {
               this.stats.framesOut++;
               socket.write(b);
@@ -373,7 +389,7 @@ export class PeerTransport {
   private failPending(link: PeerLink, err: Error): void {
     for (const p of link.pending.values()) {
       clearTimeout(p.timer);
-      p.reject(err);
+      p.reject(p.sent ? err : new TransportError(`${err.message} (request not sent)`, { notSent: true }));
     }
     link.pending.clear();
   }

@@ -52,3 +52,43 @@ for (const n of [3, 5]) {
     }
   });
 }
+
+test('cluster: a whole-cluster restart from the data dirs never bootstraps again; without quorum, "No cluster leader"', {
+  timeout: 120_000,
+}, async () => {
+  const c = await Cluster.bootstrap(3);
+  try {
+    const r = await c.agents[1]!.http('PUT', '/v1/kv/restart/k', 'kept');
+    assert.equal(r.text, 'true');
+    const clusterOf = (lines: { msg: string; cluster?: unknown }[]) =>
+      lines.filter((l) => l.msg === 'bootstrapped the cluster').map((l) => l.cluster);
+    const firstRun = c.agents.map((a) => clusterOf(a.lines));
+    for (const a of c.agents) await a.stop('SIGKILL');
+    for (const a of c.agents) a.lines.length = 0;
+    await Promise.all(c.agents.map((a) => a.start()));
+    await c.waitForLeader();
+    for (const a of c.agents) {
+      assert.deepEqual(clusterOf(a.lines), [], `${a.name} did not bootstrap again`);
+      const got = await a.http('GET', '/v1/kv/restart/k?raw');
+      assert.equal(got.text, 'kept');
+    }
+    assert.ok(firstRun.flat().length >= 1);
+
+    // Two of three gone: the survivor answers Consul's "No cluster leader" within its hold time.
+    const survivor = c.agents[0]!;
+    for (const a of c.agents.slice(1)) await a.stop('SIGKILL');
+    const began = Date.now();
+    const w = await survivor.http('PUT', '/v1/kv/restart/k', 'nope', 30_000);
+    assert.equal(w.status, 500);
+    assert.equal(w.text, 'No cluster leader');
+    const rd = await survivor.http('GET', '/v1/kv/restart/k', undefined, 30_000);
+    assert.equal(rd.status, 500);
+    assert.equal(rd.text, 'No cluster leader');
+    assert.ok(Date.now() - began < 25_000, `answered after ${Date.now() - began} ms`);
+    // A stale read still answers from local state.
+    const stale = await survivor.http('GET', '/v1/kv/restart/k?raw&stale');
+    assert.equal(stale.text, 'kept');
+  } finally {
+    await c.close();
+  }
+});
