@@ -418,7 +418,10 @@ export class RaftHost {
       const timer = setTimeout(() => {
         this.proposals.delete(index);
         reject(
-          new RetryableError('timeout', `entry ${index} not applied within ${this.opts.requestTimeoutMs}ms`),
+          new RetryableError(
+            'timeout',
+            `timed out after ${this.opts.requestTimeoutMs}ms waiting for entry ${index} to commit; it may or may not be applied later`,
+          ),
         );
       }, this.opts.requestTimeoutMs);
       this.proposals.set(index, { term, resolve, reject, timer });

@@ -211,14 +211,7 @@ export class PeerTransport {
         timeoutMs,
       );
       socket.setNoDelay(true);
-      socket.on('connect', () => {
-        socket.write(
-          encodeFrame(
-            { t: 'hello', v: PROTOCOL_VERSION, cluster: this.clusterId, from: this.opts.nodeId, to: '' },
-            this.opts.maxFrameBytes,
-          ),
-        );
-      });
+      socket.on('connect', () => socket.write(this.hello('')));
       socket.on('data', (chunk: Buffer) => {
         let frames: unknown[];
         try {
@@ -298,6 +291,14 @@ export class PeerTransport {
     return true;
   }
 
+  /** The first frame on a connection we open; `to` is '' when we know only the address. */
+  private hello(to: NodeId): Buffer {
+    return encodeFrame(
+      { t: 'hello', v: PROTOCOL_VERSION, cluster: this.clusterId, from: this.opts.nodeId, to },
+      this.opts.maxFrameBytes,
+    );
+  }
+
   private connect(link: PeerLink): void {
     const [host, portText] = splitHostPort(link.address);
     const socket = new Socket();
@@ -309,14 +310,7 @@ export class PeerTransport {
       () => socket.destroy(new TransportError('handshake timed out')),
       this.opts.handshakeTimeoutMs,
     );
-    socket.on('connect', () => {
-      socket.write(
-        encodeFrame(
-          { t: 'hello', v: PROTOCOL_VERSION, cluster: this.clusterId, from: this.opts.nodeId, to: link.id },
-          this.opts.maxFrameBytes,
-        ),
-      );
-    });
+    socket.on('connect', () => socket.write(this.hello(link.id)));
     socket.on('data', (chunk: Buffer) => {
       let frames: unknown[];
       try {

@@ -77,6 +77,12 @@ test('cluster: a whole-cluster restart from the data dirs never bootstraps again
     // Two of three gone: the survivor answers Consul's "No cluster leader" within its hold time.
     const survivor = c.agents[0]!;
     for (const a of c.agents.slice(1)) await a.stop('SIGKILL');
+    // (A write that reaches a leader before it notices the loss waits for its commit and times out.)
+    await waitFor(
+      async () => (await survivor.json<string>('GET', '/v1/status/leader')) === '',
+      20_000,
+      'no leader',
+    );
     const began = Date.now();
     const w = await survivor.http('PUT', '/v1/kv/restart/k', 'nope', 30_000);
     assert.equal(w.status, 500);

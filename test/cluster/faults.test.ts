@@ -1,26 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentProcess, Cluster, WriteLoad, waitFor, withTimeout } from './harness.js';
+import { type AgentProcess, assertAllPresent, Cluster, WriteLoad, waitFor, withTimeout } from './harness.js';
 
 // Crash and freeze faults on real processes: SIGKILL loses the process (and its unsynced
 // writes), SIGSTOP freezes it with its sockets open. In both, no acknowledged write may be lost.
 
 const SMALL_SNAPSHOTS = ['-raft-snapshot-threshold', '200', '-raft-trailing-logs', '50'];
-
-/** Every acknowledged write, read back linearizably through `via`. */
-async function assertAllPresent(
-  via: AgentProcess,
-  acked: Map<string, string>,
-  prefix: string,
-): Promise<void> {
-  const entries = await via.json<{ Key: string; Value: string }[]>(
-    'GET',
-    `/v1/kv/${prefix}?recurse&consistent`,
-  );
-  const found = new Map(entries.map((e) => [e.Key, Buffer.from(e.Value, 'base64').toString()]));
-  for (const [key, value] of acked)
-    assert.equal(found.get(key), value, `acknowledged ${key} lost or changed`);
-}
 
 async function countKeys(a: AgentProcess, prefix: string, stale: boolean): Promise<number> {
   const r = await a.http('GET', `/v1/kv/${prefix}?keys${stale ? '&stale' : ''}`);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -264,6 +265,21 @@ export class WriteLoad {
     this.running = false;
     await this.done;
   }
+}
+
+/** Every acknowledged write, read back (linearizably) through `via`. */
+export async function assertAllPresent(
+  via: AgentProcess,
+  acked: Map<string, string>,
+  prefix: string,
+): Promise<void> {
+  const entries = await via.json<{ Key: string; Value: string }[]>(
+    'GET',
+    `/v1/kv/${prefix}?recurse&consistent`,
+  );
+  const found = new Map(entries.map((e) => [e.Key, Buffer.from(e.Value, 'base64').toString()]));
+  for (const [key, value] of acked)
+    assert.equal(found.get(key), value, `acknowledged ${key} lost or changed`);
 }
 
 export function tempDir(): string {

@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentProcess, Cluster, WriteLoad, waitFor } from './harness.js';
+import { assertAllPresent, Cluster, WriteLoad, waitFor } from './harness.js';
 
 // Membership on real processes: a server joins as a non-voter and is promoted once caught up;
 // a dead server is removed; leadership moves on request; a rolling restart (graceful leave,
 // rejoin) of every server never fails a read.
-
-async function assertAllPresent(
-  via: AgentProcess,
-  acked: Map<string, string>,
-  prefix: string,
-): Promise<void> {
-  const entries = await via.json<{ Key: string; Value: string }[]>('GET', `/v1/kv/${prefix}?recurse`);
-  const found = new Map(entries.map((e) => [e.Key, Buffer.from(e.Value, 'base64').toString()]));
-  for (const [key, value] of acked)
-    assert.equal(found.get(key), value, `acknowledged ${key} lost or changed`);
-}
 
 test('membership: join a 4th server under load, remove a dead one, transfer leadership', {
   timeout: 180_000,
