@@ -265,7 +265,7 @@ export class RaftHost {
   }
 
   /** Linearizable read barrier (thesis §6.4): resolves once this server has applied the read index. */
-  readBarrier(): Promise<void> {
+  readBarrier(timeoutMs = this.opts.requestTimeoutMs): Promise<void> {
     const raft = this.raft;
     if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
     const context = `${this.readPrefix}-${++this.readSeq}`;
@@ -274,7 +274,7 @@ export class RaftHost {
         this.reads.delete(context);
         this.readsWaitingApply = this.readsWaitingApply.filter((r) => r !== read);
         reject(new RetryableError('timeout', 'read index timed out', this.leader));
-      }, this.opts.requestTimeoutMs);
+      }, timeoutMs);
       const read: PendingRead = { resolve, reject, timer, index: 0 };
       this.reads.set(context, read);
       raft.readIndex(context);

@@ -256,12 +256,16 @@ export class ConclaveServer {
     const deadline = Date.now() + this.opts.holdTimeoutMs;
     for (;;) {
       try {
-        await this.host.readBarrier();
+        // Short attempts: a read index lost with a dead leader is retried (reads are idempotent).
+        await this.host.readBarrier(Math.max(50, Math.min(2000, deadline - Date.now())));
         return;
       } catch (err) {
         const retry =
-          err instanceof RetryableError && (err.code === 'no-leader' || err.code === 'not-leader');
-        if (!retry || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
+          err instanceof RetryableError && ['no-leader', 'not-leader', 'timeout'].includes(err.code);
+        if (!retry || this.stopped) throw err;
+        if (Date.now() >= deadline) {
+          throw this.host.leaderId() === '' ? new RetryableError('no-leader', 'No cluster leader') : err;
+        }
         await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
       }
     }
