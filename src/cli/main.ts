@@ -180,7 +180,10 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     signals++;
     if (signals === 1) {
       log.info('caught signal, leaving gracefully', { signal });
-      void agent.leave();
+      agent.leave().catch((err: unknown) => {
+        log.error('graceful leave failed; stopping', { error: String(err) });
+        void agent.shutdown(1);
+      });
     } else {
       log.warn('caught a second signal, stopping now', { signal });
       void agent.shutdown(1);
