@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { createConsulHttp } from '../api/consul/http.js';
+import { startEtcdApi } from '../api/etcd/etcd-api.js';
 import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
@@ -17,6 +18,7 @@ const CONSUL_MAX_VALUE_BYTES = 512 * 1024;
 export class Agent {
   readonly server: ConclaveServer;
   private http: FastifyInstance | null = null;
+  private etcd: { port: number; close: () => Promise<void> } | null = null;
   private stopping: Promise<void> | null = null;
   /** Resolves when the agent has stopped, for whoever waits to exit the process. */
   readonly stopped: Promise<void>;
@@ -74,6 +76,15 @@ export class Agent {
         `cannot serve HTTP on ${this.config.clientAddr}:${this.config.ports.http}: ${(err as Error).message}`,
       );
     }
+    try {
+      this.etcd = await startEtcdApi(this.server, this.config.clientAddr, this.config.ports.etcd);
+    } catch (err) {
+      await this.closeHttp();
+      await this.server.stop();
+      throw new Error(
+        `cannot serve the etcd API on ${this.config.clientAddr}:${this.config.ports.etcd}: ${(err as Error).message}`,
+      );
+    }
     const address = this.http.server.address();
     this.httpPort = typeof address === 'object' && address ? address.port : this.config.ports.http;
     this.log.info('agent ready', {
@@ -82,6 +93,8 @@ export class Agent {
       datacenter: this.config.datacenter,
       http: `${this.config.clientAddr}:${this.httpPort}`,
       http_port: this.httpPort,
+      etcd: `${this.config.clientAddr}:${this.etcd.port}`,
+      etcd_port: this.etcd.port,
       server: this.server.serverAddress,
       server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
     });
@@ -120,6 +133,9 @@ export class Agent {
   exitCode = 0;
 
   private async closeHttp(): Promise<void> {
+    const etcd = this.etcd;
+    this.etcd = null;
+    if (etcd) await etcd.close();
     const http = this.http;
     this.http = null;
     if (!http) return;

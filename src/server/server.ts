@@ -103,6 +103,11 @@ export class ConclaveServer {
     return this.address;
   }
 
+  /** The cluster's identity ('' before this server has bootstrapped or joined). */
+  clusterIdentity(): string {
+    return this.clusterId;
+  }
+
   self(): ServerInfo {
     return { id: this.id, name: this.opts.nodeName, address: this.address };
   }

@@ -12,7 +12,7 @@
 import { BlockingWaiters, type WaitResult, type WaitTarget } from './blocking.js';
 import { type ByteString, fromByteString, prefixEnd, toByteString } from './bytes.js';
 import { Catalog, type CatalogEffects, Topic } from './catalog.js';
-import type { Command, ConsulOpResult, RangeOp, Result } from './commands.js';
+import type { Command, ConsulOpResult, RangeOp, ResponseOp, Result, TxnOp } from './commands.js';
 import { type CompactionPolicy, compactionTarget, RevisionClock } from './compaction.js';
 import { applyConsulTxn, validateConsulOps } from './consul-txn.js';
 import { invariant, StoreError, StoreErrorCode } from './errors.js';
@@ -580,6 +580,18 @@ export class Store {
       this.limits.maxSortedRangeKeys,
     );
     return { ...output, revision };
+  }
+
+  /**
+   * An etcd txn whose every op is a Range (nested txns included), evaluated on committed state
+   * without a log entry: etcd serves such a txn after a read index, like a Range.
+   */
+  evaluateReadOnlyTxn(op: TxnOp): { succeeded: boolean; responses: ResponseOp[]; revision: number } {
+    validateTxn(op, this.limits);
+    const txn = this.beginWrite();
+    const result = applyTxn(this.etcdContext(txn), op);
+    invariant(txn.effectiveWrites().length === 0, 'a read-only txn wrote');
+    return { succeeded: result.succeeded, responses: result.responses, revision: this.revisionValue };
   }
 
   /** Consul: the live entries under a prefix, in key order (GET ?recurse). */

@@ -1,0 +1,131 @@
+import * as grpc from '@grpc/grpc-js';
+import { RetryableError } from '../../server/raft-host.js';
+import type { ConclaveServer } from '../../server/server.js';
+import { type KeyValue, StoreError, StoreErrorCode } from '../../store/index.js';
+import { clusterIdOf, memberIdOf } from './ids.js';
+
+/** What every etcd service handler needs. */
+export interface EtcdContext {
+  server: ConclaveServer;
+  /** etcd's server version string reported by Status and /version. */
+  version: string;
+}
+
+/** The etcd version whose API this adapter follows. */
+export const ETCD_API_VERSION = '3.4.23';
+
+export interface ResponseHeader {
+  cluster_id: string;
+  member_id: string;
+  revision: string;
+  raft_term: string;
+}
+
+/** Every response carries one (etcd's ResponseHeader); revision defaults to the store's current one. */
+export function header(ctx: EtcdContext, revision?: number): ResponseHeader {
+  const { server } = ctx;
+  return {
+    cluster_id: clusterIdOf(server.clusterIdentity()),
+    member_id: memberIdOf(server.id),
+    revision: String(revision ?? server.store.revision),
+    raft_term: String(server.raftStatus().term),
+  };
+}
+
+/** mvccpb.KeyValue on the wire (64-bit fields as decimal strings). */
+export function toEtcdKv(kv: KeyValue, keysOnly = false): Record<string, unknown> {
+  return {
+    key: Buffer.from(kv.key),
+    create_revision: String(kv.createRevision),
+    mod_revision: String(kv.modRevision),
+    version: String(kv.version),
+    value: keysOnly ? Buffer.alloc(0) : Buffer.from(kv.value),
+    lease: String(kv.lease),
+  };
+}
+
+/** A gRPC error with etcd's exact message (clients match on the text: etcd's rpctypes). */
+export function etcdError(code: grpc.status, message: string): grpc.ServiceError {
+  const err = new Error(message) as grpc.ServiceError;
+  err.code = code;
+  err.details = message;
+  err.metadata = new grpc.Metadata();
+  return err;
+}
+
+export const ERR_NO_LEADER = () => etcdError(grpc.status.UNAVAILABLE, 'etcdserver: no leader');
+
+export function toEtcdError(err: unknown): grpc.ServiceError {
+  if (err instanceof RetryableError) {
+    switch (err.code) {
+      case 'no-leader':
+      case 'not-leader':
+        return ERR_NO_LEADER();
+      case 'overloaded':
+        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
+      case 'overwritten':
+        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: leader changed');
+      case 'stopped':
+        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: server stopped');
+      default:
+        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: request timed out');
+    }
+  }
+  if (err instanceof StoreError) {
+    switch (err.code) {
+      case StoreErrorCode.Compacted:
+        return etcdError(grpc.status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted');
+      case StoreErrorCode.FutureRevision:
+        return etcdError(
+          grpc.status.OUT_OF_RANGE,
+          'etcdserver: mvcc: required revision is a future revision',
+        );
+      case StoreErrorCode.EmptyKey:
+        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: key is not provided');
+      case StoreErrorCode.KeyNotFound:
+        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: key not found');
+      case StoreErrorCode.TooManyOps:
+        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: too many operations in txn request');
+      case StoreErrorCode.DuplicateKey:
+        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: duplicate key given in txn request');
+      case StoreErrorCode.KeyTooLarge:
+      case StoreErrorCode.ValueTooLarge:
+        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: request is too large');
+      case StoreErrorCode.QuotaExceeded:
+        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded');
+      case StoreErrorCode.LeaseNotFound:
+        return etcdError(grpc.status.NOT_FOUND, 'etcdserver: requested lease not found');
+      case StoreErrorCode.LeaseExists:
+        return etcdError(grpc.status.FAILED_PRECONDITION, 'etcdserver: lease already exists');
+      case StoreErrorCode.LeaseTtlInvalid:
+        return etcdError(grpc.status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
+      case StoreErrorCode.TooManyWatchers:
+        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
+      default:
+        return etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: ${err.message}`);
+    }
+  }
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as grpc.ServiceError).code === 'number')
+    return err as grpc.ServiceError;
+  return etcdError(grpc.status.UNKNOWN, err instanceof Error ? err.message : String(err));
+}
+
+/** Decimal-string or number int64 from a request, checked to be a safe integer. */
+export function int64(value: unknown, field: string): number {
+  const n = typeof value === 'string' ? Number(value) : typeof value === 'number' ? value : 0;
+  if (!Number.isSafeInteger(n))
+    throw etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: ${field} out of range`);
+  return n;
+}
+
+/** Wrap an async unary handler: errors become etcd's gRPC errors. */
+export function unary<Req, Res>(
+  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    handler(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toEtcdError(err)),
+    );
+  };
+}

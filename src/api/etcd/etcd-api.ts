@@ -1,0 +1,33 @@
+import * as grpc from '@grpc/grpc-js';
+import Fastify from 'fastify';
+import type { ConclaveServer } from '../../server/server.js';
+import { ETCD_API_VERSION, type EtcdContext } from './context.js';
+import { EtcdListener } from './listener.js';
+import { addEtcdServices } from './services.js';
+
+/** The etcd v3 API on one port: gRPC services plus the HTTP/1.1 JSON gateway. */
+export async function startEtcdApi(
+  server: ConclaveServer,
+  host: string,
+  port: number,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const ctx: EtcdContext = { server, version: ETCD_API_VERSION };
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': 2 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  addEtcdServices(grpcServer, ctx);
+  const http = Fastify({ logger: false });
+  http.get('/version', async () => ({ etcdserver: ctx.version, etcdcluster: '3.4.0' }));
+  http.get('/health', async () => {
+    try {
+      await server.readBarrier('default');
+      return { health: 'true' };
+    } catch {
+      return { health: 'false' };
+    }
+  });
+  const listener = new EtcdListener(grpcServer, http);
+  const bound = await listener.listen(host, port);
+  return { port: bound, close: () => listener.close() };
+}

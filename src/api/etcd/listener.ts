@@ -1,0 +1,113 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { FastifyInstance } from 'fastify';
+
+/**
+ * One port for gRPC and etcd's HTTP/1.1 JSON gateway, as etcd serves them: the first bytes of
+ * a connection decide. HTTP/2 with prior knowledge (every gRPC client) opens with the
+ * connection preface "PRI * HTTP/2.0"; anything else is handed to the HTTP/1.1 server.
+ */
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const SNIFF_TIMEOUT_MS = 10_000;
+
+export class EtcdListener {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private readonly injector: ReturnType<grpc.Server['createConnectionInjector']>;
+
+  constructor(
+    private readonly grpcServer: grpc.Server,
+    private readonly http: FastifyInstance,
+  ) {
+    this.injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  }
+
+  async listen(host: string, port: number): Promise<number> {
+    await this.http.ready();
+    const server = createServer((socket) => this.route(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const address = server.address();
+    return typeof address === 'object' && address ? address.port : port;
+  }
+
+  private route(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    let seen = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const isHttp2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (isHttp2 && seen.length < PREFACE.length) return; // need more bytes to decide
+      clearTimeout(timer);
+      socket.off('data', onData);
+      if (isHttp2) {
+        // Node's HTTP/2 reads a net.Socket's handle directly, past bytes we already consumed;
+        // a JS stream that replays them first is read through the stream interface instead.
+        this.injector.injectConnection(new ReplayStream(socket, seen));
+      } else {
+        socket.pause();
+        socket.unshift(seen);
+        this.http.server.emit('connection', socket);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', () => {});
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.injector.destroy();
+    await new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
+    await this.http.close();
+  }
+}
+
+/** A duplex over a socket whose first bytes were already read: they are replayed, then the rest flows. */
+class ReplayStream extends Duplex {
+  constructor(
+    private readonly socket: Socket,
+    head: Buffer,
+  ) {
+    super();
+    this.push(head);
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('close', () => this.destroy());
+    socket.on('error', (err) => this.destroy(err));
+  }
+
+  override _read(): void {
+    this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.socket.write(chunk, callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.socket.end(callback);
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.socket.destroy();
+    callback(err);
+  }
+}
