@@ -4,6 +4,7 @@ import type {
   CompareResult,
   CompareTarget,
   DeleteRangeOp,
+  KeyValue,
   PutOp,
   RangeOp,
   RequestOp,
@@ -151,7 +152,7 @@ export function rangeResponse(
 ): Msg {
   return {
     header: header(ctx, revision),
-    kvs: out.kvs.map((kv: Msg) => toEtcdKv(kv, keysOnly)),
+    kvs: out.kvs.map((kv) => toEtcdKv(kv, keysOnly)),
     more: out.more,
     count: String(out.count),
   };
@@ -175,7 +176,7 @@ function responseOps(ctx: EtcdContext, ops: ResponseOp[], revision: number): Msg
             prev_kvs: op.prevKvs.map((kv) => toEtcdKv(kv)),
           },
         };
-      case 'txn':
+      default:
         return {
           response_txn: {
             header: header(ctx, revision),
