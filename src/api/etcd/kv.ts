@@ -146,7 +146,7 @@ function isReadOnly(op: RequestOp): boolean {
 
 export function rangeResponse(
   ctx: EtcdContext,
-  out: { kvs: ResponseOp extends never ? never : Msg; more: boolean; count: number },
+  out: { kvs: KeyValue[]; more: boolean; count: number },
   revision: number,
   keysOnly: boolean,
 ): Msg {
