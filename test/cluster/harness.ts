@@ -25,6 +25,7 @@ export class AgentProcess {
   child: ChildProcess | null = null;
   httpPort = 0;
   serverPort = 0;
+  etcdPort = 0;
   id = '';
   readonly lines: LogLine[] = [];
   private exited: Promise<number | null> = Promise.resolve(null);
@@ -34,6 +35,11 @@ export class AgentProcess {
     readonly dataDir: string,
     private readonly extraArgs: string[],
   ) {}
+
+  /** host:port of its etcd v3 API (gRPC and the JSON gateway). */
+  get etcdEndpoint(): string {
+    return `127.0.0.1:${this.etcdPort}`;
+  }
 
   get serverAddress(): string {
     return `127.0.0.1:${this.serverPort}`;
@@ -62,6 +68,8 @@ export class AgentProcess {
       String(this.httpPort),
       '-server-port',
       String(this.serverPort),
+      '-etcd-port',
+      String(this.etcdPort),
       '-raft-tick-ms',
       '50',
       '-log-json',
@@ -90,6 +98,7 @@ export class AgentProcess {
         if (line.msg === 'agent ready') {
           this.httpPort = Number(line.http_port);
           this.serverPort = Number(line.server_port);
+          this.etcdPort = Number(line.etcd_port);
           this.id = String(line.id);
           res();
         }
