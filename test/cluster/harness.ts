@@ -147,6 +147,11 @@ export class Cluster {
   readonly agents: AgentProcess[] = [];
   private readonly root = mkdtempSync(join(tmpdir(), 'conclave-cluster-'));
 
+  /** The temporary directory holding every agent's data dir (removed by close()). */
+  get rootDir(): string {
+    return this.root;
+  }
+
   add(name: string, args: string[] = []): AgentProcess {
     const a = new AgentProcess(name, join(this.root, name), args);
     this.agents.push(a);
