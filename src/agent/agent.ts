@@ -85,6 +85,7 @@ export class Agent {
         `cannot serve the etcd API on ${this.config.clientAddr}:${this.config.ports.etcd}: ${(err as Error).message}`,
       );
     }
+    if (this.config.dev) await this.awaitOwnCatalogEntry(3000);
     const address = this.http.server.address();
     this.httpPort = typeof address === 'object' && address ? address.port : this.config.ports.http;
     this.log.info('agent ready', {
@@ -98,6 +99,17 @@ export class Agent {
       server: this.server.serverAddress,
       server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
     });
+  }
+
+  /**
+   * In -dev, wait briefly until the leader has put this node in the catalog, so a session
+   * (which Consul ties to a registered node) can be created as soon as the agent says ready.
+   */
+  private async awaitOwnCatalogEntry(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.server.store.catalog.nodes.has(this.config.nodeName) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   /** Graceful leave, then stop. Idempotent. */

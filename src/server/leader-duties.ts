@@ -13,6 +13,14 @@ const TICK_MS = 100;
 const PROMOTE_EVERY_MS = 1000;
 const CHECKPOINT_EVERY_MS = 60_000;
 const COMPACT_EVERY_MS = 30_000;
+const RECONCILE_EVERY_MS = 1000;
+/** Consul's check id and texts for a node's membership health (serf's, here the leader's view). */
+export const SERF_HEALTH = {
+  checkId: 'serfHealth',
+  name: 'Serf Health Status',
+  passing: 'Agent alive and reachable',
+  critical: 'Agent not live or unreachable',
+} as const;
 /** Leases expired per command: a mass expiry becomes several small entries, not one giant one. */
 const EXPIRE_BATCH = 1000;
 
@@ -25,6 +33,7 @@ export class LeaderDuties {
   private lastPromote = 0;
   private lastCheckpoint = 0;
   private lastCompact = 0;
+  private lastReconcile = 0;
   /** Learners seen caught up at the previous check; promoted when caught up twice running. */
   private caughtUp = new Set<string>();
 
@@ -85,6 +94,10 @@ export class LeaderDuties {
         .map((l) => ({ id: l.id, remainingMs: store.leaseRemainingMs(l.id, now) }));
       if (checkpoints.length > 0) this.once('checkpoint', { type: 'leaseCheckpoint', checkpoints });
     }
+    if (now - this.lastReconcile >= RECONCILE_EVERY_MS) {
+      this.lastReconcile = now;
+      this.reconcileServers();
+    }
     if (now - this.lastCompact >= COMPACT_EVERY_MS) {
       this.lastCompact = now;
       const revision = store.compactionTarget(this.compaction, now);
@@ -107,6 +120,45 @@ export class LeaderDuties {
         (err: unknown) => this.log.debug('leader duty not applied', { kind, error: String(err) }),
       )
       .finally(() => this.inFlight.delete(kind));
+  }
+
+  /**
+   * Servers appear in the catalog as nodes with a serfHealth check, as Consul's leader
+   * reconciles serf members: passing while the leader hears from them, critical when it does
+   * not. Until gossip exists the leader's Raft contact is the liveness signal. Only changes are
+   * proposed.
+   */
+  private reconcileServers(): void {
+    const s = this.host.status();
+    const catalog = this.server.store.catalog;
+    for (const id of [...s.config.voters, ...s.config.learners]) {
+      const info = this.server.state.directory.get(id);
+      if (!info) continue;
+      const alive = id === s.id || (s.progress[id]?.recentActive ?? false);
+      const host = info.address.slice(0, info.address.lastIndexOf(':'));
+      const node = catalog.nodes.get(info.name);
+      const check = catalog.check(info.name, SERF_HEALTH.checkId);
+      const status = alive ? 'passing' : 'critical';
+      if (node?.address === host && node.id === id && check?.status === status) continue;
+      this.once(`reconcile:${info.name}`, {
+        type: 'catalogRegister',
+        node: { node: info.name, id, address: host },
+        checks: [
+          {
+            checkId: SERF_HEALTH.checkId,
+            name: SERF_HEALTH.name,
+            status,
+            output: alive ? SERF_HEALTH.passing : SERF_HEALTH.critical,
+          },
+        ],
+      });
+    }
+    // A server that left the configuration leaves the catalog (Consul deregisters left members).
+    const members = new Set([...s.config.voters, ...s.config.learners]);
+    for (const info of this.server.state.directory.all()) {
+      if (members.has(info.id) || catalog.nodes.get(info.name)?.id !== info.id) continue;
+      this.once(`reconcile:${info.name}`, { type: 'catalogDeregister', node: info.name });
+    }
   }
 
   /** A learner whose log matched the commit index at two checks in a row gets a vote. */

@@ -73,3 +73,52 @@ print(json.dumps(out))
   assert.equal(out.leader, leader.serverAddress);
   assert.deepEqual(out.peers, cluster.agents.map((x) => x.serverAddress).sort());
 });
+
+test('python-consul: sessions and locks (acquire, contention, release on destroy, renew)', {
+  skip: skipUnless(hasPythonModule('consul'), 'python3-consul (Debian)'),
+  timeout: 60_000,
+}, async () => {
+  const [a, b] = cluster.agents;
+  const script = `
+import consul, json
+a = consul.Consul(host='127.0.0.1', port=${a!.httpPort})
+b = consul.Consul(host='127.0.0.1', port=${b!.httpPort})
+out = {}
+s1 = a.session.create(name='first', ttl=15, lock_delay=0)
+s2 = b.session.create(name='second', behavior='delete', lock_delay=0)
+out['distinct'] = s1 != s2
+out['acquired'] = a.kv.put('lock/x', 'one', acquire=s1)
+out['contended'] = b.kv.put('lock/x', 'two', acquire=s2)
+index, item = b.kv.get('lock/x')
+out['holder_is_s1'] = item.get('Session') == s1
+out['lock_index'] = item['LockIndex']
+out['renewed'] = a.session.renew(s1)['ID'] == s1
+out['info_name'] = b.session.info(s1)[1]['Name']
+out['listed'] = sorted(s['Name'] for s in a.session.list()[1])
+a.session.destroy(s1)
+index, item = b.kv.get('lock/x')
+out['released_value'] = item['Value'].decode()
+out['released_holder'] = item.get('Session')
+out['second_acquires'] = b.kv.put('lock/x', 'two', acquire=s2)
+out['released_by_holder'] = b.kv.put('lock/x', 'two', release=s2)
+out['info_gone'] = b.session.info(s1)[1]
+print(json.dumps(out))
+`;
+  const r = await run(SYSTEM_PYTHON, ['-c', script], { timeoutMs: 45_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.equal(out.distinct, true);
+  assert.equal(out.acquired, true);
+  assert.equal(out.contended, false);
+  assert.equal(out.holder_is_s1, true);
+  assert.equal(out.lock_index, 1);
+  assert.equal(out.renewed, true);
+  assert.equal(out.info_name, 'first');
+  assert.deepEqual(out.listed, ['first', 'second']);
+  // Destroying a session with the default 'release' behavior releases its lock but keeps the key.
+  assert.equal(out.released_value, 'one');
+  assert.equal(out.released_holder, null);
+  assert.equal(out.second_acquires, true);
+  assert.equal(out.released_by_holder, true);
+  assert.equal(out.info_gone, null);
+});

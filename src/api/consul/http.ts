@@ -6,6 +6,7 @@ import { registerAgentRoutes } from './agent.js';
 import { badRequest, HttpError, toHttpError } from './errors.js';
 import { registerKvRoutes } from './kv.js';
 import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
+import { registerSessionRoutes } from './session.js';
 import { registerStatusRoutes } from './status.js';
 
 /** What the HTTP API needs from the agent around it. */
@@ -62,6 +63,7 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
   registerStatusRoutes(app, ctx);
   registerKvRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
+  registerSessionRoutes(app, ctx);
   return app;
 }
 

@@ -3,7 +3,7 @@ import { type KeyValue, type Result, StoreErrorCode, text, utf8 } from '../../st
 import { badRequest, HttpError } from './errors.js';
 import { blockingRead, type ConsulContext } from './http.js';
 import { flag, query, uintParam } from './query.js';
-import { formatSessionId } from './session-id.js';
+import { formatSessionId, parseSessionId } from './session-id.js';
 
 /**
  * Consul's KV endpoint (/v1/kv/<key>): GET (one key, ?recurse, ?keys with ?separator, ?raw),
@@ -32,6 +32,14 @@ export function toConsulEntry(kv: KeyValue): ConsulKvEntry {
   };
   if (kv.session !== 0) entry.Session = formatSessionId(kv.session);
   return entry;
+}
+
+/** ?acquire=<session> / ?release=<session>, or null when absent. */
+function sessionQuery(q: Record<string, string | undefined>, name: string): number | null {
+  if (!flag(q, name)) return null;
+  const id = parseSessionId(q[name] ?? '');
+  if (id === null) throw badRequest(`Invalid session ID for ?${name}: ${JSON.stringify(q[name] ?? '')}`);
+  return id;
 }
 
 function keyOf(req: FastifyRequest): string {
@@ -81,11 +89,9 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const q = query(req);
     const key = keyOf(req);
     requireKey(key, 'put');
-    if (flag(q, 'acquire') || flag(q, 'release'))
-      throw new HttpError(
-        400,
-        'acquire and release need Consul sessions, which this server does not serve yet',
-      );
+    const acquire = sessionQuery(q, 'acquire');
+    const release = sessionQuery(q, 'release');
+    if (acquire !== null && release !== null) throw badRequest('Conflicting flags: acquire and release');
     const body = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
     if (body.byteLength > ctx.options.maxValueBytes) {
       throw new HttpError(
@@ -97,11 +103,23 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const cas = uintParam(q, 'cas');
     const value = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
     const keyBytes = utf8(key);
+    if (cas !== undefined && (acquire !== null || release !== null))
+      throw badRequest('Conflicting flags: cas with acquire or release');
     const op =
-      cas === undefined
-        ? ({ verb: 'set', key: keyBytes, value, flags } as const)
-        : ({ verb: 'cas', key: keyBytes, value, flags, index: cas } as const);
-    return applied(await server.write({ type: 'consulTxn', ops: [op] }));
+      acquire !== null
+        ? ({ verb: 'lock', key: keyBytes, value, flags, session: acquire } as const)
+        : release !== null
+          ? ({ verb: 'unlock', key: keyBytes, value, flags, session: release } as const)
+          : cas === undefined
+            ? ({ verb: 'set', key: keyBytes, value, flags } as const)
+            : ({ verb: 'cas', key: keyBytes, value, flags, index: cas } as const);
+    const result = await server.write({ type: 'consulTxn', ops: [op] });
+    const session = acquire ?? release;
+    if (session !== null && result.type === 'error' && result.error.code === StoreErrorCode.SessionNotFound) {
+      // Consul's text for a lock with an unknown or invalidated session.
+      throw new HttpError(500, `rpc error making call: invalid session "${formatSessionId(session)}"`);
+    }
+    return applied(result);
   });
 
   app.delete('/v1/kv/*', async (req) => {

@@ -1,0 +1,202 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { LeaseInfo, Result } from '../../store/index.js';
+import { Topic } from '../../store/index.js';
+import { badRequest, HttpError } from './errors.js';
+import { blockingRead, type ConsulContext } from './http.js';
+import { durationMs } from './query.js';
+import { formatSessionId, parseSessionId } from './session-id.js';
+
+/**
+ * Consul sessions (/v1/session/*). A session is the store's lease object: TTL, behavior on
+ * invalidation (release locks, Consul's default, or delete the keys), lock-delay, and the node
+ * and checks it is tied to. etcd leases share the table; sessions are the ones tied to a node.
+ */
+
+/** Consul's session_ttl_min and its upper bound. */
+const TTL_MIN_MS = 10_000;
+const TTL_MAX_MS = 86_400_000;
+/** Consul waits up to twice the TTL before invalidating a session (structs.SessionTTLMultiplier). */
+const TTL_MULTIPLIER = 2;
+const DEFAULT_LOCK_DELAY_MS = 15_000;
+
+interface SessionRequest {
+  Name?: unknown;
+  Node?: unknown;
+  LockDelay?: unknown;
+  Behavior?: unknown;
+  TTL?: unknown;
+  Checks?: unknown;
+  NodeChecks?: unknown;
+  ServiceChecks?: unknown;
+}
+
+const SESSION_FIELDS: (keyof SessionRequest)[] = [
+  'Name',
+  'Node',
+  'LockDelay',
+  'Behavior',
+  'TTL',
+  'Checks',
+  'NodeChecks',
+  'ServiceChecks',
+];
+
+/** Consul decodes JSON bodies with case-insensitive field names (python-consul sends "ttl", "lockdelay"). */
+function parseBody(req: FastifyRequest): SessionRequest {
+  const body = req.body as Buffer | undefined;
+  if (!body || body.byteLength === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8')) as unknown;
+  } catch (err) {
+    throw badRequest(`Request decode failed: ${(err as Error).message}`);
+  }
+  if (v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw badRequest('Request decode failed: body is not an object');
+  const out: SessionRequest = {};
+  for (const [key, value] of Object.entries(v)) {
+    const field = SESSION_FIELDS.find((f) => f.toLowerCase() === key.toLowerCase());
+    if (field) out[field] = value;
+  }
+  return out;
+}
+
+/**
+ * LockDelay as Consul reads it (structs.FixupLockDelay): a duration string, or a number that
+ * is seconds when small (< 1000) and nanoseconds otherwise.
+ */
+function lockDelayMs(v: unknown): number {
+  if (v === undefined || v === null) return DEFAULT_LOCK_DELAY_MS;
+  if (typeof v === 'string') return durationMs(v, 'LockDelay');
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v < 1000 ? v * 1000 : v / 1e6;
+  throw badRequest(`Request decode failed: invalid LockDelay ${JSON.stringify(v)}`);
+}
+
+function stringList(v: unknown, field: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v;
+  throw badRequest(`Request decode failed: ${field} must be a list of check IDs`);
+}
+
+/** Consul echoes the TTL as given; we keep milliseconds and show whole seconds ("15s"). */
+function goDuration(ms: number): string {
+  return `${Math.round(ms / 1000)}s`;
+}
+
+export function toConsulSession(lease: LeaseInfo): Record<string, unknown> {
+  return {
+    ID: formatSessionId(lease.id),
+    Name: lease.name,
+    Node: lease.node,
+    LockDelay: lease.lockDelayMs * 1e6,
+    Behavior: lease.behavior,
+    TTL: lease.ttlMs > 0 ? goDuration(lease.ttlMs / TTL_MULTIPLIER) : '',
+    Checks: lease.checks,
+    NodeChecks: lease.checks,
+    ServiceChecks: null,
+    CreateIndex: lease.createRevision,
+    ModifyIndex: lease.createRevision,
+  };
+}
+
+function sessionParam(req: FastifyRequest): number {
+  const raw = (req.params as { id?: string }).id ?? '';
+  const id = parseSessionId(raw);
+  if (id === null) throw badRequest(`Session ID must be a valid UUID: ${JSON.stringify(raw)}`);
+  return id;
+}
+
+function expectResult<T extends Result['type']>(result: Result, type: T): Extract<Result, { type: T }> {
+  if (result.type === 'error') throw result.error;
+  if (result.type !== type) throw new HttpError(500, `unexpected ${result.type} result`);
+  return result as Extract<Result, { type: T }>;
+}
+
+const isSession = (l: LeaseInfo) => l.node !== '';
+
+export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext): void {
+  const { server } = ctx;
+  const sessions = { kind: 'topic', topic: Topic.sessions } as const;
+
+  app.put('/v1/session/create', async (req) => {
+    const body = parseBody(req);
+    const node = body.Node === undefined || body.Node === '' ? ctx.agent.nodeName : body.Node;
+    if (typeof node !== 'string') throw badRequest('Request decode failed: Node must be a string');
+    const behavior = body.Behavior === undefined || body.Behavior === '' ? 'release' : body.Behavior;
+    if (behavior !== 'release' && behavior !== 'delete')
+      throw badRequest(`Invalid Behavior setting '${String(behavior)}'`);
+    let ttlMs = 0;
+    if (body.TTL !== undefined && body.TTL !== '') {
+      if (typeof body.TTL !== 'string')
+        throw badRequest('Request decode failed: TTL must be a duration string');
+      ttlMs = durationMs(body.TTL, 'TTL');
+      if (ttlMs !== 0 && (ttlMs < TTL_MIN_MS || ttlMs > TTL_MAX_MS)) {
+        throw badRequest(`Invalid Session TTL '${body.TTL}', must be between [10s=24h0m0s]`);
+      }
+    }
+    // Neither Checks nor NodeChecks: tie the session to the node's serfHealth, as Consul does.
+    const explicit = [...stringList(body.Checks, 'Checks'), ...stringList(body.NodeChecks, 'NodeChecks')];
+    const checks =
+      body.Checks === undefined && body.NodeChecks === undefined ? ['serfHealth'] : [...new Set(explicit)];
+    const name = body.Name === undefined ? '' : body.Name;
+    if (typeof name !== 'string') throw badRequest('Request decode failed: Name must be a string');
+    const result = await server.write({
+      type: 'leaseGrant',
+      id: 0,
+      ttlMs: ttlMs * TTL_MULTIPLIER,
+      behavior,
+      lockDelayMs: lockDelayMs(body.LockDelay),
+      node,
+      checks,
+      name,
+    });
+    const granted = expectResult(result, 'leaseGrant');
+    return { ID: formatSessionId(granted.id) };
+  });
+
+  app.put('/v1/session/destroy/:id', async (req) => {
+    const id = sessionParam(req);
+    const result = await server.write({ type: 'leaseRevoke', id });
+    // Consul answers true whether or not the session existed.
+    if (result.type === 'error' && result.error.code !== 'LEASE_NOT_FOUND') throw result.error;
+    return true;
+  });
+
+  app.put('/v1/session/renew/:id', async (req, reply) => {
+    const id = sessionParam(req);
+    const result = expectResult(await server.write({ type: 'leaseKeepAlive', ids: [id] }), 'leaseKeepAlive');
+    const lease = server.store.lease(id);
+    if (!result.leases[0]?.found || !lease) {
+      return reply
+        .code(404)
+        .type('text/plain; charset=utf-8')
+        .send(`Session id '${formatSessionId(id)}' not found`);
+    }
+    return [toConsulSession(lease)];
+  });
+
+  app.get('/v1/session/info/:id', async (req, reply) => {
+    const id = sessionParam(req);
+    return blockingRead(ctx, req, reply, sessions, () => {
+      const lease = server.store.lease(id);
+      return lease && isSession(lease) ? [toConsulSession(lease)] : [];
+    });
+  });
+
+  app.get('/v1/session/node/:node', async (req, reply) => {
+    const node = (req.params as { node: string }).node;
+    return blockingRead(ctx, req, reply, sessions, () =>
+      server.store
+        .leases()
+        .filter((l) => l.node === node)
+        .map(toConsulSession),
+    );
+  });
+
+  app.get('/v1/session/list', async (req, reply) =>
+    blockingRead(ctx, req, reply, sessions, () =>
+      server.store.leases().filter(isSession).map(toConsulSession),
+    ),
+  );
+}
