@@ -42,6 +42,30 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ConsulContext): v
     };
   });
 
+  // Consul's serf members; until gossip lands, the servers of the Raft configuration, with the
+  // leader's view of their health (the catalog's serfHealth check).
+  app.get('/v1/agent/members', async () => {
+    const catalog = server.store.catalog;
+    return server.raftConfiguration().servers.map((s) => {
+      const [addr, port] = splitAddress(s.address);
+      const health = catalog.check(s.name, 'serfHealth')?.status;
+      return {
+        Name: s.name,
+        Addr: addr,
+        Port: port,
+        Tags: { role: 'consul', dc: agent.datacenter, id: s.id, port: String(port), raft_vsn: '3' },
+        // Serf member status: 1 alive, 4 failed.
+        Status: health === 'critical' ? 4 : 1,
+        ProtocolMin: 1,
+        ProtocolMax: 5,
+        ProtocolCur: 2,
+        DelegateMin: 2,
+        DelegateMax: 5,
+        DelegateCur: 4,
+      };
+    });
+  });
+
   app.put('/v1/agent/join/*', async (req, reply) => {
     const address = (req.params as { '*': string })['*'];
     if (!address) throw badRequest('Missing address to join');

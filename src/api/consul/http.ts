@@ -8,6 +8,7 @@ import { registerKvRoutes } from './kv.js';
 import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
 import { registerSessionRoutes } from './session.js';
 import { registerStatusRoutes } from './status.js';
+import { registerTxnRoutes } from './txn.js';
 
 /** What the HTTP API needs from the agent around it. */
 export interface AgentControl {
@@ -54,7 +55,28 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
     if (http.status >= 500) ctx.options.log.warn('request failed', { error: http.message });
     void reply.code(http.status).type('text/plain; charset=utf-8').send(http.message);
   });
+  // Consul answers 405 for a known path with the wrong method: remember every route's methods.
+  const routes: { pattern: RegExp; methods: Set<string> }[] = [];
+  app.addHook('onRoute', (route) => {
+    const source = route.url
+      .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+      .replace(/:[^/]+/g, '[^/]+')
+      .replace(/\*/g, '.*');
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    routes.push({ pattern: new RegExp(`^${source}$`), methods: new Set(methods) });
+  });
   app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => [...r.methods]));
+    allowed.delete('HEAD');
+    if (allowed.size > 0) {
+      void reply
+        .code(405)
+        .header('Allow', [...allowed].sort().join(', '))
+        .type('text/plain; charset=utf-8')
+        .send(`method ${req.method} not allowed`);
+      return;
+    }
     void reply
       .code(404)
       .type('text/plain; charset=utf-8')
@@ -64,6 +86,7 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
   registerKvRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
   registerSessionRoutes(app, ctx);
+  registerTxnRoutes(app, ctx);
   return app;
 }
 
@@ -82,7 +105,12 @@ export async function blockingRead<T>(
   const q = query(req);
   await ctx.server.readBarrier(consistency(q));
   const minIndex = uintParam(q, 'index') ?? 0;
-  if (minIndex > 0) {
+  // After a read barrier this store has every revision a client can have seen, so an index
+  // beyond it is from the future (a restored or another cluster): answer at once with the real
+  // index, so the client sees it go backwards and resets, as Consul documents. A stale read
+  // may simply be behind, so it waits.
+  const mode = consistency(q);
+  if (minIndex > 0 && (minIndex <= ctx.server.store.revision || mode === 'stale')) {
     let waitMs = q.wait !== undefined ? durationMs(q.wait, 'wait') : DEFAULT_WAIT_MS;
     if (waitMs > MAX_WAIT_MS) waitMs = MAX_WAIT_MS;
     if (waitMs <= 0) throw badRequest('wait must be positive');
