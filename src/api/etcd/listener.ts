@@ -41,9 +41,14 @@ export class EtcdListener {
 
   private route(socket: Socket): void {
     this.sockets.add(socket);
+    // net.Server leaves Nagle on (http.createServer would turn it off): HTTP/2 frames and
+    // streamed chunks would wait for the peer's delayed ACK, ~40 ms a gRPC call.
+    socket.setNoDelay(true);
     socket.once('close', () => this.sockets.delete(socket));
     let seen = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    // A connection closed before it said anything (or by close()) must not keep its timer.
+    socket.once('close', () => clearTimeout(timer));
     const onData = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
       const n = Math.min(seen.length, PREFACE.length);
