@@ -78,6 +78,8 @@ export class ConclaveServer {
   private address = '';
   private clusterId = '';
   private joinTimer: NodeJS.Timeout | null = null;
+  /** When this server last heard from the leader (Consul's X-Consul-LastContact). */
+  private leaderContactAt = 0;
   /** When a leader was last known here (see orphanSuspected). */
   private lastLeaderAt = 0;
   private joining = false;
@@ -123,7 +125,10 @@ export class ConclaveServer {
       clusterId: this.clusterId,
       host: this.opts.bindHost,
       port: this.opts.serverPort,
-      onRaftMessage: (m) => this.host?.step(m),
+      onRaftMessage: (m) => {
+        if (m.from === this.host?.leaderId()) this.leaderContactAt = Date.now();
+        this.host?.step(m);
+      },
       onRequest: (from, body) => this.answer(from, body as PeerRequest),
       log: (level, message, fields) => log[level](message, fields),
     });
@@ -228,6 +233,13 @@ export class ConclaveServer {
       ],
       index: s.commit,
     };
+  }
+
+  /** Ms since the leader was last heard from: 0 on the leader, -1 when no leader is known. */
+  lastContactMs(): number {
+    if (this.isLeader()) return 0;
+    if (this.host.leaderId() === '' || this.leaderContactAt === 0) return -1;
+    return Date.now() - this.leaderContactAt;
   }
 
   /** Last fsync of the log, ms (slow disks show here first). */

@@ -117,7 +117,7 @@ export async function blockingRead<T>(
     waitMs += Math.random() * (waitMs / 16);
     await waitForIndex(ctx, req, target, minIndex, waitMs);
   }
-  setIndexHeaders(reply, ctx.server.store.index(target), ctx.server.leaderId() !== '');
+  setIndexHeaders(reply, ctx.server.store.index(target), ctx.server);
   return read();
 }
 

@@ -56,9 +56,14 @@ export function durationMs(raw: string, name: string): number {
   return total;
 }
 
-export function setIndexHeaders(reply: FastifyReply, index: number, knownLeader: boolean): void {
+export function setIndexHeaders(
+  reply: FastifyReply,
+  index: number,
+  server: { leaderId(): string; lastContactMs(): number },
+): void {
   // Consul never reports index 0: clients treat 0 as "no blocking" and would spin (agent/blocking.go).
   reply.header('X-Consul-Index', String(Math.max(1, index)));
-  reply.header('X-Consul-KnownLeader', knownLeader ? 'true' : 'false');
-  reply.header('X-Consul-LastContact', '0');
+  reply.header('X-Consul-KnownLeader', server.leaderId() !== '' ? 'true' : 'false');
+  // How stale a follower's answer may be; 0 on the leader (and for reads after a read barrier).
+  reply.header('X-Consul-LastContact', String(Math.max(0, server.lastContactMs())));
 }

@@ -21,7 +21,7 @@ export function registerStatusRoutes(app: FastifyInstance, ctx: ConsulContext): 
   app.get('/v1/operator/raft/configuration', async (req, reply) => {
     await server.readBarrier(consistency(query(req)));
     const { servers, index } = server.raftConfiguration();
-    setIndexHeaders(reply, index, server.leaderId() !== '');
+    setIndexHeaders(reply, index, server);
     return {
       Servers: servers.map((s) => ({
         ID: s.id,
