@@ -1,12 +1,16 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { EtcdContext } from './context.js';
 import { kvService } from './kv.js';
+import { leaseService } from './lease.js';
 import { maintenanceService } from './maintenance.js';
 import { etcdProtos } from './proto.js';
+import { watchService } from './watch.js';
 
 /** Every etcd service this server answers, added to one gRPC server. */
 export function addEtcdServices(server: grpc.Server, ctx: EtcdContext): void {
   const { etcdserverpb } = etcdProtos();
   server.addService(etcdserverpb.KV.service, kvService(ctx));
   server.addService(etcdserverpb.Maintenance.service, maintenanceService(ctx));
+  server.addService(etcdserverpb.Watch.service, watchService(ctx));
+  server.addService(etcdserverpb.Lease.service, leaseService(ctx));
 }
