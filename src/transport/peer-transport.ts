@@ -279,7 +279,13 @@ export class PeerTransport {
     }
     if (link.ready && link.socket) {
       this.stats.framesOut++;
-      link.socket.write(bytes);
+      const socket = link.socket;
+      // Frames written in one turn of the event loop leave in one writev, not a syscall each.
+      if (socket.writableCorked === 0) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+      socket.write(bytes);
       return true;
     }
     if (link.queue.length >= this.opts.maxQueuedFramesPerPeer) {

@@ -51,6 +51,8 @@ export class AgentProcess {
 
   async start(args: string[] = []): Promise<void> {
     const argv = [
+      // e.g. CONCLAVE_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the agents.
+      ...(process.env.CONCLAVE_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
       '--import',
       'tsx',
       CLI,
