@@ -31,30 +31,20 @@ const optionalBytes = (v: unknown): Uint8Array | undefined => {
   return b.byteLength > 0 ? b : undefined;
 };
 
-const SORT_ORDER: Record<string, SortOrder> = { NONE: 'none', ASCEND: 'ascend', DESCEND: 'descend' };
-const SORT_TARGET: Record<string, SortTarget> = {
-  KEY: 'key',
-  VERSION: 'version',
-  CREATE: 'create',
-  MOD: 'mod',
-  VALUE: 'value',
-};
-const COMPARE_RESULT: Record<string, CompareResult> = {
-  EQUAL: 'equal',
-  GREATER: 'greater',
-  LESS: 'less',
-  NOT_EQUAL: 'notEqual',
-};
-const COMPARE_TARGET: Record<string, CompareTarget> = {
-  VERSION: 'version',
-  CREATE: 'create',
-  MOD: 'mod',
-  VALUE: 'value',
-  LEASE: 'lease',
-};
+// Enum values in proto order; etcd's .proto spells names in several styles (NONE, Ascend,
+// NotEqual), so names match with case and underscores ignored, and numbers by position.
+const SORT_ORDER: SortOrder[] = ['none', 'ascend', 'descend'];
+const SORT_TARGET: SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
+const COMPARE_RESULT: CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
+const COMPARE_TARGET: CompareTarget[] = ['version', 'create', 'mod', 'value', 'lease'];
 
-function enumValue<T>(table: Record<string, T>, raw: unknown, field: string): T {
-  const v = table[String(raw).toUpperCase()];
+const normalize = (name: string) => name.replace(/_/g, '').toUpperCase();
+
+export function enumValue<T extends string>(values: readonly T[], raw: unknown, field: string): T {
+  const v =
+    typeof raw === 'number' || (typeof raw === 'string' && /^\d+$/.test(raw))
+      ? values[Number(raw)]
+      : values.find((x) => normalize(x) === normalize(String(raw)));
   if (v === undefined)
     throw etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: invalid ${field} ${String(raw)}`);
   return v;
