@@ -137,3 +137,105 @@ test('etcd3 (npm): KV and transactions against every member', { timeout: 60_000 
     for (const c of clients) c.close();
   }
 });
+
+test('etcdctl: watch on one member sees writes through others; leases across members', {
+  skip: skipUnless(hasEtcdctl(), 'etcdctl (Debian etcd-client)'),
+  timeout: 120_000,
+}, async () => {
+  const { spawn } = await import('node:child_process');
+  const watcher = spawn('etcdctl', ['--endpoints', endpoints[1]!, 'watch', '--prev-kv', 'cw/'], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  let out = '';
+  watcher.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  try {
+    // etcdctl watch takes a moment to open its stream: keep writing until the first event shows.
+    for (let i = 0; i < 50 && !out.includes('cw/'); i++) {
+      await etcdctl(at(2), ['put', 'cw/', 'v1']);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await etcdctl(at(0), ['put', 'cw/', 'v2']);
+    await etcdctl(at(2), ['del', 'cw/']);
+    const end = Date.now() + 10_000;
+    while (!out.includes('DELETE') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /PUT\ncw\/\nv1\ncw\/\nv2\n/, 'the second put carries the first as prev-kv');
+    assert.match(out, /DELETE\ncw\/\nv2\ncw\/\n/);
+  } finally {
+    watcher.kill();
+  }
+
+  const granted = await etcdctl(at(0), ['lease', 'grant', '30']);
+  const id = /lease ([0-9a-f]+) granted/.exec(granted.stdout)?.[1];
+  assert.ok(id, granted.stdout + granted.stderr);
+  assert.equal((await etcdctl(at(1), ['put', `--lease=${id}`, 'cl/k', 'v'])).code, 0);
+  assert.match(
+    (await etcdctl(at(2), ['lease', 'keep-alive', '--once', id])).stdout,
+    /keepalived with TTL\(30\)/,
+  );
+  assert.match(
+    (await etcdctl(at(1), ['lease', 'timetolive', '--keys', id])).stdout,
+    /attached keys\(\[cl\/k\]\)/,
+  );
+  assert.match((await etcdctl(at(2), ['lease', 'revoke', id])).stdout, /revoked/);
+  for (const i of [0, 1, 2]) assert.equal((await etcdctl(at(i), ['get', 'cl/k'])).stdout, '');
+});
+
+test('python3-etcd3: watch, lease, lock', {
+  skip: skipUnless(hasPythonModule('etcd3'), 'python3-etcd3 (Debian)'),
+  timeout: 60_000,
+}, async () => {
+  const [h0, p0] = endpoints[0]!.split(':');
+  const [h2, p2] = endpoints[2]!.split(':');
+  const script = `
+import etcd3, json, threading, time
+a = etcd3.client(host=${JSON.stringify(h0)}, port=${Number(p0)}, timeout=10)
+b = etcd3.client(host=${JSON.stringify(h2)}, port=${Number(p2)}, timeout=10)
+out = {}
+events, cancel = a.watch_prefix('pw/')
+def writer():
+    time.sleep(0.5)
+    b.put('pw/x', '1')
+    b.delete('pw/x')
+threading.Thread(target=writer).start()
+seen = []
+for ev in events:
+    seen.append(type(ev).__name__)
+    if len(seen) == 2:
+        cancel()
+out['events'] = seen
+lease = a.lease(20)
+b.put('pl/k', 'v', lease=lease)
+out['ttl'] = lease.remaining_ttl
+out['refreshed'] = lease.refresh()[0].TTL
+out['keys'] = [k.decode() for k in lease.keys]
+lease.revoke()
+out['after_revoke'] = b.get('pl/k')[0]
+# Debian's python3-etcd3 0.12 cannot wait on a contended lock (its retry callback no longer
+# matches tenacity's signature), so contention is checked through the lock key instead.
+l1 = a.lock('pylock', ttl=10)
+l2 = b.lock('pylock', ttl=10)
+out['l1'] = l1.acquire(timeout=5)
+out['l1_held'] = l1.is_acquired()
+out['holder_seen_by_b'] = b.get('/locks/pylock')[0] == l1.uuid
+out['l2_held'] = l2.is_acquired()
+l1.release()
+out['l2_after'] = l2.acquire(timeout=5)
+l2.release()
+print(json.dumps(out))
+`;
+  const r = await run(SYSTEM_PYTHON, ['-c', script], { timeoutMs: 45_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.deepEqual(out.events, ['PutEvent', 'DeleteEvent']);
+  assert.ok((out.ttl as number) > 15 && (out.ttl as number) <= 20);
+  assert.equal(out.refreshed, 20);
+  assert.deepEqual(out.keys, ['pl/k']);
+  assert.equal(out.after_revoke, null);
+  assert.equal(out.l1, true);
+  assert.equal(out.l1_held, true);
+  assert.equal(out.holder_seen_by_b, true);
+  assert.equal(out.l2_held, false);
+  assert.equal(out.l2_after, true);
+});
