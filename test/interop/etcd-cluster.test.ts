@@ -239,3 +239,55 @@ print(json.dumps(out))
   assert.equal(out.l2_held, false);
   assert.equal(out.l2_after, true);
 });
+
+test('etcdctl: lock and elect with two contenders on different members; member list', {
+  skip: skipUnless(hasEtcdctl(), 'etcdctl (Debian etcd-client)'),
+  timeout: 120_000,
+}, async () => {
+  const { spawn } = await import('node:child_process');
+  const env = { ...process.env, ETCDCTL_API: '3' };
+  const holder = (endpoint: string, args: string[]) => {
+    const child = spawn('etcdctl', ['--endpoints', endpoint, ...args], { env });
+    const state = { out: '', child };
+    child.stdout.on('data', (d: Buffer) => {
+      state.out += d.toString();
+    });
+    return state;
+  };
+  const until = async (cond: () => boolean, what: string) => {
+    const end = Date.now() + 20_000;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  // Lock: the first contender holds it (prints its key); the second waits until the first dies.
+  const first = holder(endpoints[0]!, ['lock', 'ctl-lock']);
+  await until(() => first.out.includes('ctl-lock/'), 'the first lock holder');
+  const second = holder(endpoints[1]!, ['lock', 'ctl-lock']);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(second.out, '', 'the second contender waits');
+  first.child.kill('SIGINT');
+  await until(() => second.out.includes('ctl-lock/'), 'the second to acquire after the first left');
+  second.child.kill('SIGINT');
+
+  // Election: the first campaigner leads; an observer on a third member sees the leader's value.
+  const leader = holder(endpoints[1]!, ['elect', 'ctl-elect', 'alpha']);
+  await until(() => leader.out.includes('alpha'), 'alpha to lead');
+  const observer = holder(endpoints[2]!, ['elect', '-l', 'ctl-elect']);
+  await until(() => observer.out.includes('alpha'), 'the observer to see alpha');
+  const challenger = holder(endpoints[0]!, ['elect', 'ctl-elect', 'beta']);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(challenger.out, '', 'beta waits while alpha leads');
+  leader.child.kill('SIGINT');
+  await until(() => challenger.out.includes('beta'), 'beta to lead after alpha resigned');
+  await until(() => observer.out.includes('beta'), 'the observer to see beta');
+  challenger.child.kill('SIGINT');
+  observer.child.kill('SIGINT');
+
+  const members = await etcdctl(at(0), ['member', 'list', '-w', 'json']);
+  assert.equal(members.code, 0, members.stderr);
+  const list = JSON.parse(members.stdout) as { members: { name: string }[] };
+  assert.deepEqual(list.members.map((m) => m.name).sort(), ['s1', 's2', 's3']);
+});
