@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { ConclaveServer } from '../../server/server.js';
 import { ETCD_API_VERSION, type EtcdContext } from './context.js';
+import { registerEtcdGateway } from './gateway.js';
 import { EtcdListener } from './listener.js';
 import { addEtcdServices } from './services.js';
 
@@ -18,15 +19,7 @@ export async function startEtcdApi(
   });
   addEtcdServices(grpcServer, ctx);
   const http = Fastify({ logger: false });
-  http.get('/version', async () => ({ etcdserver: ctx.version, etcdcluster: '3.4.0' }));
-  http.get('/health', async () => {
-    try {
-      await server.readBarrier('default');
-      return { health: 'true' };
-    } catch {
-      return { health: 'false' };
-    }
-  });
+  registerEtcdGateway(http, ctx);
   const listener = new EtcdListener(grpcServer, http);
   const bound = await listener.listen(host, port);
   return { port: bound, close: () => listener.close() };
