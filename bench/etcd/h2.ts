@@ -1,0 +1,649 @@
+import { connect, type Socket } from 'node:net';
+
+/**
+ * A minimal gRPC-over-HTTP/2 client on a raw TCP socket, for the load generator's hot path.
+ *
+ * Why: on the 2-core machine this benchmark was written on, a @grpc/grpc-js unary call costs the
+ * client 300-500 µs of CPU (and node:http2 ~110 µs) — more than an etcd member spends serving
+ * it, so a grpc-js generator would measure itself. This client does only what a benchmark needs:
+ * prior-knowledge HTTP/2 (no TLS), a header block encoded once per method (HPACK literals, no
+ * dynamic table of ours), requests batched into one socket write per event-loop turn, a full
+ * HPACK decoder (static and dynamic tables, Huffman) for the server's responses so that every
+ * call gets its grpc-status and grpc-message, connection-level flow control both ways, and
+ * unary calls plus bidirectional streams (Watch). No retries, no name resolution, no TLS.
+ */
+
+export class GrpcError extends Error {
+  override name = 'GrpcError';
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(`${code} ${GRPC_CODES[code] ?? 'UNKNOWN'}: ${message}`);
+  }
+}
+
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+// frame types and flags (RFC 9113 section 6)
+const DATA = 0x0;
+const HEADERS = 0x1;
+const RST_STREAM = 0x3;
+const SETTINGS = 0x4;
+const PING = 0x6;
+const GOAWAY = 0x7;
+const WINDOW_UPDATE = 0x8;
+const CONTINUATION = 0x9;
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY = 0x20;
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const MAX_WINDOW = 0x7fffffff;
+/** Received bytes after which a WINDOW_UPDATE gives them back. */
+const REPLENISH_AT = 0x40000000;
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+function frameHeader(
+  buf: Buffer,
+  at: number,
+  length: number,
+  type: number,
+  flags: number,
+  stream: number,
+): void {
+  buf[at] = (length >>> 16) & 0xff;
+  buf[at + 1] = (length >>> 8) & 0xff;
+  buf[at + 2] = length & 0xff;
+  buf[at + 3] = type;
+  buf[at + 4] = flags;
+  buf.writeUInt32BE(stream & MAX_WINDOW, at + 5);
+}
+
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(9 + payload.length);
+  frameHeader(out, 0, payload.length, type, flags, stream);
+  payload.copy(out, 9);
+  return out;
+}
+
+// ---- HPACK (RFC 7541)
+
+/** Encoder side: literal fields without indexing, no Huffman; the server's table never changes. */
+function hpackInt(value: number, prefixBits: number, firstByte: number): number[] {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return [firstByte | value];
+  const out = [firstByte | max];
+  let v = value - max;
+  while (v >= 128) {
+    out.push((v & 127) | 128);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+}
+const hpackString = (s: string): number[] => {
+  const b = Buffer.from(s, 'latin1');
+  return [...hpackInt(b.length, 7, 0), ...b];
+};
+/** Literal without indexing, name from the static table (index) or given as a string (0). */
+const literal = (nameIndex: number, name: string, value: string): number[] =>
+  nameIndex > 0
+    ? [...hpackInt(nameIndex, 4, 0), ...hpackString(value)]
+    : [0, ...hpackString(name), ...hpackString(value)];
+
+function requestHeaderBlock(authority: string, path: string): Buffer {
+  return Buffer.from([
+    0x83, // :method POST (static 3)
+    0x86, // :scheme http (static 6)
+    ...literal(4, ':path', path),
+    ...literal(1, ':authority', authority),
+    ...literal(31, 'content-type', 'application/grpc'),
+    ...literal(0, 'te', 'trailers'),
+    ...literal(58, 'user-agent', 'conclave-bench-h2'),
+  ]);
+}
+
+const STATIC_TABLE: [string, string][] = [
+  [':authority', ''],
+  [':method', 'GET'],
+  [':method', 'POST'],
+  [':path', '/'],
+  [':path', '/index.html'],
+  [':scheme', 'http'],
+  [':scheme', 'https'],
+  [':status', '200'],
+  [':status', '204'],
+  [':status', '206'],
+  [':status', '304'],
+  [':status', '400'],
+  [':status', '404'],
+  [':status', '500'],
+  ...(
+    'accept-charset,accept-encoding,accept-language,accept-ranges,accept,access-control-allow-origin,age,' +
+    'allow,authorization,cache-control,content-disposition,content-encoding,content-language,' +
+    'content-length,content-location,content-range,content-type,cookie,date,etag,expect,expires,from,' +
+    'host,if-match,if-modified-since,if-none-match,if-range,if-unmodified-since,last-modified,link,' +
+    'location,max-forwards,proxy-authenticate,proxy-authorization,range,referer,refresh,retry-after,' +
+    'server,set-cookie,strict-transport-security,transfer-encoding,user-agent,vary,via,www-authenticate'
+  )
+    .split(',')
+    .map((name): [string, string] => [name, name === 'accept-encoding' ? 'gzip, deflate' : '']),
+];
+
+/**
+ * HPACK's Huffman code is canonical, so the code length of each symbol (0..256, EOS last) is
+ * all it takes to rebuild it: one letter per symbol, 'A' = 5 bits ... 'Z' = 30 bits.
+ */
+const HUFFMAN_LENGTHS =
+  'ISXXXXXXXTZXXZXXXXXXXXZXXXXXXXXXBFFHIBDGFFDGDBBBAAABBBBBBBCDKBHFIBCCCCCCCCCCCCCCCCCCCCCCDCDIOIJBKAB' +
+  'ABABBBACCBBBABCBAABCCCCCKGJIXPRPPRRRSRSSSSSTSTTRSTSSSSQRSRSSTRQPRRSSQSRRTQRSSQQRQSRSSPRRRSRRSVVPORS' +
+  'RUVVVWWVTUOQVWWVWTQQVVXWWWPTPQRQQSRRUUTTVSVWVVWWWWWXWWWWWVZ';
+
+const huffman = (() => {
+  const lengths = [...HUFFMAN_LENGTHS].map((c) => c.charCodeAt(0) - 65 + 5);
+  const symbols = lengths.map((_, s) => s).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const first = new Array<number>(31).fill(0);
+  const count = new Array<number>(31).fill(0);
+  const offset = new Array<number>(31).fill(0);
+  for (const l of lengths) count[l]!++;
+  let code = 0;
+  let at = 0;
+  for (let l = 1; l <= 30; l++) {
+    first[l] = code;
+    offset[l] = at;
+    at += count[l]!;
+    code = (code + count[l]!) * 2;
+  }
+  return { symbols, first, count, offset };
+})();
+
+function huffmanDecode(bytes: Buffer): string {
+  const { symbols, first, count, offset } = huffman;
+  const out: number[] = [];
+  let code = 0;
+  let len = 0;
+  for (const byte of bytes) {
+    for (let bit = 7; bit >= 0; bit--) {
+      code = code * 2 + ((byte >> bit) & 1);
+      len++;
+      const idx = code - first[len]!;
+      if (idx >= 0 && idx < count[len]!) {
+        const sym = symbols[offset[len]! + idx]!;
+        if (sym === 256) return Buffer.from(out).toString('latin1');
+        out.push(sym);
+        code = 0;
+        len = 0;
+      } else if (len >= 30) {
+        throw new Error('HPACK: invalid Huffman code');
+      }
+    }
+  }
+  return Buffer.from(out).toString('latin1'); // the remaining bits are padding (all ones)
+}
+
+class HpackDecoder {
+  /** newest first */
+  private dynamic: [string, string][] = [];
+  private size = 0;
+  private maxSize = 4096;
+
+  private entry(index: number): [string, string] {
+    if (index <= 0) throw new Error('HPACK: index 0');
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]!;
+    const e = this.dynamic[index - STATIC_TABLE.length - 1];
+    if (!e) throw new Error(`HPACK: no entry ${index}`);
+    return e;
+  }
+
+  private insert(name: string, value: string): void {
+    this.dynamic.unshift([name, value]);
+    this.size += name.length + value.length + 32;
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.size > this.maxSize && this.dynamic.length) {
+      const [n, v] = this.dynamic.pop()!;
+      this.size -= n.length + v.length + 32;
+    }
+  }
+
+  /** Decode one header block; calls `field` for each header. */
+  decode(block: Buffer, field: (name: string, value: string) => void): void {
+    let i = 0;
+    const int = (prefixBits: number): number => {
+      const max = (1 << prefixBits) - 1;
+      let v = block[i++]! & max;
+      if (v < max) return v;
+      let m = 1;
+      for (;;) {
+        const b = block[i++]!;
+        v += (b & 127) * m;
+        m *= 128;
+        if (b < 128) return v;
+      }
+    };
+    const str = (): string => {
+      const huff = (block[i]! & 0x80) !== 0;
+      const len = int(7);
+      const bytes = block.subarray(i, i + len);
+      i += len;
+      return huff ? huffmanDecode(bytes) : bytes.toString('latin1');
+    };
+    while (i < block.length) {
+      const b = block[i]!;
+      if (b & 0x80) {
+        const [n, v] = this.entry(int(7));
+        field(n, v);
+      } else if (b & 0x40) {
+        const idx = int(6);
+        const name = idx ? this.entry(idx)[0] : str();
+        const value = str();
+        this.insert(name, value);
+        field(name, value);
+      } else if (b & 0x20) {
+        this.maxSize = int(5);
+        this.evict();
+      } else {
+        const idx = int(4); // without indexing (0000) or never indexed (0001)
+        const name = idx ? this.entry(idx)[0] : str();
+        field(name, str());
+      }
+    }
+  }
+}
+
+// ---- the connection
+
+interface Stream {
+  id: number;
+  started: number;
+  timeoutMs: number;
+  /** unary: DATA payload chunks until the end */
+  chunks: Buffer[] | null;
+  /** streaming: partial gRPC message bytes */
+  partial: Buffer | null;
+  onMessage: ((m: Buffer) => void) | null;
+  status: number | undefined;
+  message: string;
+  received: number;
+  done: (err: Error | null, data: Buffer | null) => void;
+}
+
+export interface H2Stream {
+  send(message: Buffer): void;
+  /** RST_STREAM(CANCEL); the stream ends without calling its end callback */
+  cancel(): void;
+}
+
+const grpcFrame = (message: Buffer): Buffer => {
+  const out = Buffer.allocUnsafe(5 + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+};
+
+export class H2Channel {
+  private socket: Socket | null = null;
+  private readonly host: string;
+  private readonly port: number;
+  private nextId = 1;
+  private readonly streams = new Map<number, Stream>();
+  private readonly headerBlocks = new Map<string, Buffer>();
+  private hpack = new HpackDecoder();
+  private out: Buffer[] = [];
+  private flushScheduled = false;
+  /** DATA frames waiting for the server's connection window */
+  private blocked: { stream: number; frame: Buffer; bytes: number }[] = [];
+  private sendWindow = 65_535;
+  private receivedSinceUpdate = 0;
+  private inbox: Buffer | null = null;
+  private headerParts: { stream: number; endStream: boolean; parts: Buffer[] } | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(readonly address: string) {
+    const colon = address.lastIndexOf(':');
+    this.host = address.slice(0, colon);
+    this.port = Number(address.slice(colon + 1));
+  }
+
+  private connection(): void {
+    if (this.socket) return;
+    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    this.socket = socket;
+    this.hpack = new HpackDecoder();
+    this.nextId = 1;
+    this.sendWindow = 65_535;
+    this.receivedSinceUpdate = 0;
+    this.inbox = null;
+    this.headerParts = null;
+    const settings = Buffer.alloc(12);
+    settings.writeUInt16BE(0x2, 0); // ENABLE_PUSH
+    settings.writeUInt32BE(0, 2);
+    settings.writeUInt16BE(0x4, 6); // INITIAL_WINDOW_SIZE
+    settings.writeUInt32BE(MAX_WINDOW, 8);
+    const inc = Buffer.alloc(4);
+    inc.writeUInt32BE(MAX_WINDOW - 65_535);
+    this.out.unshift(PREFACE, frame(SETTINGS, 0, 0, settings), frame(WINDOW_UPDATE, 0, 0, inc));
+    this.scheduleFlush();
+    // A replaced connection's late events are ignored.
+    socket.on('data', (chunk: Buffer) => {
+      if (this.socket === socket) this.receive(chunk);
+    });
+    socket.on('error', (err) => {
+      if (this.socket === socket) this.failAll(err);
+    });
+    socket.on('close', () => {
+      if (this.socket === socket) this.failAll(new GrpcError(14, `connection to ${this.address} closed`));
+    });
+    this.sweeper ??= setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+  }
+
+  private failAll(err: Error): void {
+    this.socket?.destroy();
+    this.socket = null;
+    this.out = [];
+    this.blocked = [];
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of streams) s.done(err, null);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const s of this.streams.values()) {
+      if (s.timeoutMs > 0 && now - s.started > s.timeoutMs) {
+        this.reset(s.id);
+        s.done(new GrpcError(4, `no response within ${s.timeoutMs} ms`), null);
+      }
+    }
+  }
+
+  private reset(id: number): void {
+    this.streams.delete(id);
+    const code = Buffer.alloc(4);
+    code.writeUInt32BE(0x8); // CANCEL
+    this.write(frame(RST_STREAM, 0, id, code));
+  }
+
+  private write(buf: Buffer): void {
+    this.out.push(buf);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (!this.socket || this.out.length === 0) return;
+      const out = this.out;
+      this.out = [];
+      this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    });
+  }
+
+  private sendData(stream: number, payload: Buffer, endStream: boolean): void {
+    if (payload.length > 16_384) throw new Error('message larger than one HTTP/2 frame');
+    const f = frame(DATA, endStream ? END_STREAM : 0, stream, payload);
+    if (this.blocked.length > 0 || this.sendWindow < payload.length) {
+      this.blocked.push({ stream, frame: f, bytes: payload.length });
+      return;
+    }
+    this.sendWindow -= payload.length;
+    this.write(f);
+  }
+
+  private headerBlock(path: string): Buffer {
+    let b = this.headerBlocks.get(path);
+    if (!b) {
+      b = requestHeaderBlock(this.address, path);
+      this.headerBlocks.set(path, b);
+    }
+    return b;
+  }
+
+  private open(
+    path: string,
+    timeoutMs: number,
+    done: Stream['done'],
+    onMessage: Stream['onMessage'],
+  ): Stream {
+    if (this.closed) throw new Error('channel closed');
+    this.connection();
+    const id = this.nextId;
+    this.nextId += 2;
+    const s: Stream = {
+      id,
+      started: Date.now(),
+      timeoutMs,
+      chunks: onMessage ? null : [],
+      partial: null,
+      onMessage,
+      status: undefined,
+      message: '',
+      received: 0,
+      done,
+    };
+    this.streams.set(id, s);
+    const block = this.headerBlock(path);
+    const h = Buffer.allocUnsafe(9 + block.length);
+    frameHeader(h, 0, block.length, HEADERS, END_HEADERS, id);
+    block.copy(h, 9);
+    this.write(h);
+    return s;
+  }
+
+  /** A unary call: the request's protobuf bytes in, the response's out. */
+  unary(path: string, request: Buffer, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const s = this.open(path, timeoutMs, (err, data) => (err ? reject(err) : resolve(data!)), null);
+      this.sendData(s.id, grpcFrame(request), true);
+    });
+  }
+
+  /** A bidirectional stream; `onEnd` is called once, when the server ends it or it fails. */
+  stream(path: string, onMessage: (m: Buffer) => void, onEnd: (err: Error | null) => void): H2Stream {
+    const s = this.open(path, 0, (err) => onEnd(err), onMessage);
+    return {
+      send: (m) => {
+        if (this.streams.has(s.id)) this.sendData(s.id, grpcFrame(m), false);
+      },
+      cancel: () => {
+        if (this.streams.has(s.id)) this.reset(s.id);
+      },
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.failAll(new GrpcError(1, 'channel closed'));
+  }
+
+  // ---- receiving
+
+  private receive(chunk: Buffer): void {
+    let buf = this.inbox ? Buffer.concat([this.inbox, chunk]) : chunk;
+    this.inbox = null;
+    let at = 0;
+    while (buf.length - at >= 9) {
+      const length = (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
+      if (buf.length - at < 9 + length) break;
+      const type = buf[at + 3]!;
+      const flags = buf[at + 4]!;
+      const stream = buf.readUInt32BE(at + 5) & MAX_WINDOW;
+      const payload = buf.subarray(at + 9, at + 9 + length);
+      at += 9 + length;
+      try {
+        this.onFrame(type, flags, stream, payload);
+      } catch (err) {
+        this.failAll(err instanceof Error ? err : new Error(String(err)));
+      }
+      if (!this.socket) return; // failed while handling
+    }
+    if (at < buf.length) {
+      buf = buf.subarray(at);
+      // keep only the unparsed tail (a copy, so the big chunk can be collected)
+      this.inbox = Buffer.from(buf);
+    }
+  }
+
+  private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
+    switch (type) {
+      case DATA: {
+        this.replenish(payload.length);
+        const s = this.streams.get(id);
+        if (!s) return;
+        let data = payload;
+        if (flags & PADDED) data = payload.subarray(1, payload.length - payload[0]!);
+        s.received += payload.length;
+        if (s.received >= REPLENISH_AT) {
+          const inc = Buffer.alloc(4);
+          inc.writeUInt32BE(s.received);
+          this.write(frame(WINDOW_UPDATE, 0, id, inc));
+          s.received = 0;
+        }
+        if (s.chunks) s.chunks.push(data);
+        else this.deliver(s, data);
+        if (flags & END_STREAM) this.finish(s);
+        return;
+      }
+      case HEADERS: {
+        let block = payload;
+        if (flags & PADDED) block = block.subarray(1, block.length - payload[0]!);
+        if (flags & PRIORITY) block = block.subarray(5);
+        const endStream = (flags & END_STREAM) !== 0;
+        if (flags & END_HEADERS) this.onHeaders(id, block, endStream);
+        else this.headerParts = { stream: id, endStream, parts: [Buffer.from(block)] };
+        return;
+      }
+      case CONTINUATION: {
+        const hp = this.headerParts;
+        if (!hp || hp.stream !== id) {
+          this.failAll(new Error('HTTP/2: unexpected CONTINUATION'));
+          return;
+        }
+        hp.parts.push(Buffer.from(payload));
+        if (flags & END_HEADERS) {
+          this.headerParts = null;
+          this.onHeaders(id, Buffer.concat(hp.parts), hp.endStream);
+        }
+        return;
+      }
+      case RST_STREAM: {
+        const s = this.streams.get(id);
+        if (!s) return;
+        this.streams.delete(id);
+        s.done(
+          new GrpcError(14, `stream reset by the server (HTTP/2 error ${payload.readUInt32BE(0)})`),
+          null,
+        );
+        return;
+      }
+      case SETTINGS:
+        if (!(flags & ACK)) this.write(frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
+        return;
+      case PING:
+        if (!(flags & ACK)) this.write(frame(PING, ACK, 0, Buffer.from(payload)));
+        return;
+      case GOAWAY:
+        // Whatever is in flight fails (counted as errors); the next call opens a new connection.
+        this.failAll(
+          new GrpcError(14, `GOAWAY from ${this.address} (HTTP/2 error ${payload.readUInt32BE(4)})`),
+        );
+        return;
+      case WINDOW_UPDATE: {
+        if (id !== 0) return; // our requests are far below any stream window
+        this.sendWindow += payload.readUInt32BE(0) & MAX_WINDOW;
+        while (this.blocked.length && this.blocked[0]!.bytes <= this.sendWindow) {
+          const b = this.blocked.shift()!;
+          this.sendWindow -= b.bytes;
+          this.write(b.frame);
+        }
+        return;
+      }
+      default:
+        return; // PRIORITY, PUSH_PROMISE (disabled), unknown: ignored
+    }
+  }
+
+  private replenish(bytes: number): void {
+    this.receivedSinceUpdate += bytes;
+    if (this.receivedSinceUpdate >= REPLENISH_AT) {
+      const inc = Buffer.alloc(4);
+      inc.writeUInt32BE(this.receivedSinceUpdate);
+      this.write(frame(WINDOW_UPDATE, 0, 0, inc));
+      this.receivedSinceUpdate = 0;
+    }
+  }
+
+  private onHeaders(id: number, block: Buffer, endStream: boolean): void {
+    const s = this.streams.get(id);
+    // Every block is decoded, ours or not: the dynamic table must follow the server's.
+    this.hpack.decode(block, (name, value) => {
+      if (!s) return;
+      if (name === 'grpc-status') s.status = Number(value);
+      else if (name === 'grpc-message') s.message = value;
+    });
+    if (s && endStream) this.finish(s);
+  }
+
+  private deliver(s: Stream, data: Buffer): void {
+    let buf = s.partial ? Buffer.concat([s.partial, data]) : data;
+    s.partial = null;
+    while (buf.length >= 5) {
+      const len = buf.readUInt32BE(1);
+      if (buf.length < 5 + len) break;
+      s.onMessage!(buf.subarray(5, 5 + len));
+      buf = buf.subarray(5 + len);
+    }
+    if (buf.length) s.partial = Buffer.from(buf);
+  }
+
+  private finish(s: Stream): void {
+    this.streams.delete(s.id);
+    if (s.status !== undefined && s.status !== 0) {
+      let message = s.message;
+      try {
+        message = decodeURIComponent(message);
+      } catch {
+        // keep it as sent
+      }
+      s.done(new GrpcError(s.status, message), null);
+      return;
+    }
+    if (!s.chunks) {
+      s.done(null, null);
+      return;
+    }
+    const body = s.chunks.length === 1 ? s.chunks[0]! : Buffer.concat(s.chunks);
+    if (s.status === undefined) s.done(new GrpcError(13, 'response without grpc-status'), null);
+    else if (body.length < 5) s.done(new GrpcError(13, 'response without a message'), null);
+    else s.done(null, body.subarray(5, 5 + body.readUInt32BE(1)));
+  }
+}
