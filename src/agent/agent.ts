@@ -58,7 +58,26 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    await this.server.start();
+    // The etcd API binds first, so the server can publish its etcd address (etcd's clientURLs)
+    // in the directory entry that announces it.
+    try {
+      this.etcd = await startEtcdApi(this.server, this.config.clientAddr, this.config.ports.etcd);
+    } catch (err) {
+      throw new Error(
+        `cannot serve the etcd API on ${this.config.clientAddr}:${this.config.ports.etcd}: ${(err as Error).message}`,
+      );
+    }
+    const wildcard = this.config.clientAddr === '0.0.0.0' || this.config.clientAddr === '::';
+    const clientHost = wildcard
+      ? (this.config.advertiseAddr ?? this.config.bindAddr)
+      : this.config.clientAddr;
+    this.server.publishEtcdAddress(`${clientHost}:${this.etcd.port}`);
+    try {
+      await this.server.start();
+    } catch (err) {
+      await this.closeHttp();
+      throw err;
+    }
     this.http = createConsulHttp({
       server: this.server,
       agent: {
@@ -71,18 +90,10 @@ export class Agent {
     try {
       await this.http.listen({ host: this.config.clientAddr, port: this.config.ports.http });
     } catch (err) {
-      await this.server.stop();
-      throw new Error(
-        `cannot serve HTTP on ${this.config.clientAddr}:${this.config.ports.http}: ${(err as Error).message}`,
-      );
-    }
-    try {
-      this.etcd = await startEtcdApi(this.server, this.config.clientAddr, this.config.ports.etcd);
-    } catch (err) {
       await this.closeHttp();
       await this.server.stop();
       throw new Error(
-        `cannot serve the etcd API on ${this.config.clientAddr}:${this.config.ports.etcd}: ${(err as Error).message}`,
+        `cannot serve HTTP on ${this.config.clientAddr}:${this.config.ports.http}: ${(err as Error).message}`,
       );
     }
     if (this.config.dev) await this.awaitOwnCatalogEntry(3000);
@@ -94,8 +105,8 @@ export class Agent {
       datacenter: this.config.datacenter,
       http: `${this.config.clientAddr}:${this.httpPort}`,
       http_port: this.httpPort,
-      etcd: `${this.config.clientAddr}:${this.etcd.port}`,
-      etcd_port: this.etcd.port,
+      etcd: `${this.config.clientAddr}:${this.etcd?.port}`,
+      etcd_port: this.etcd?.port,
       server: this.server.serverAddress,
       server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
     });

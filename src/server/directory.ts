@@ -15,6 +15,8 @@ export interface ServerInfo {
   name: string;
   /** Server RPC address, host:port. */
   address: string;
+  /** Its etcd v3 client address, host:port (etcd's clientURLs), when it serves one. */
+  etcd?: string;
 }
 
 const packr = new Packr({ useRecords: false });
@@ -63,8 +65,14 @@ export class ServerDirectory {
   }
 }
 
+function plain(info: ServerInfo): ServerInfo {
+  const out: ServerInfo = { id: info.id, name: info.name, address: info.address };
+  if (info.etcd) out.etcd = info.etcd;
+  return out;
+}
+
 export function encodeServerInfo(info: ServerInfo): Uint8Array {
-  return packr.pack({ id: info.id, name: info.name, address: info.address });
+  return packr.pack(plain(info));
 }
 
 function isServerInfo(v: unknown): v is ServerInfo {
@@ -74,14 +82,15 @@ function isServerInfo(v: unknown): v is ServerInfo {
     o !== null &&
     typeof o.id === 'string' &&
     typeof o.name === 'string' &&
-    typeof o.address === 'string'
+    typeof o.address === 'string' &&
+    (o.etcd === undefined || typeof o.etcd === 'string')
   );
 }
 
 export function decodeServerInfo(bytes: Uint8Array): ServerInfo | null {
   try {
     const v = packr.unpack(bytes) as unknown;
-    return isServerInfo(v) ? { id: v.id, name: v.name, address: v.address } : null;
+    return isServerInfo(v) ? plain(v) : null;
   } catch {
     return null;
   }
@@ -91,7 +100,7 @@ export function decodeServerInfo(bytes: Uint8Array): ServerInfo | null {
 export function encodeBootstrap(clusterId: string, servers: ServerInfo[]): Uint8Array {
   return packr.pack({
     clusterId,
-    servers: servers.map((s) => ({ id: s.id, name: s.name, address: s.address })),
+    servers: servers.map(plain),
   });
 }
 
@@ -99,7 +108,7 @@ function decodeBootstrap(bytes: Uint8Array): { clusterId: string; servers: Serve
   try {
     const v = packr.unpack(bytes) as { clusterId?: unknown; servers?: unknown };
     if (typeof v?.clusterId !== 'string' || !Array.isArray(v.servers)) return null;
-    return { clusterId: v.clusterId, servers: v.servers.filter(isServerInfo) };
+    return { clusterId: v.clusterId, servers: v.servers.filter(isServerInfo).map(plain) };
   } catch {
     return null;
   }

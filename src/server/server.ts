@@ -39,6 +39,8 @@ export interface ServerOptions {
   serverPort: number;
   /** Host other servers dial (defaults to bindHost). */
   advertiseHost?: string;
+  /** This server's etcd v3 client address (host:port), published in the directory for clientURLs. */
+  etcdAddress?: string;
   /** 'self': a one-server cluster right away (-dev, -bootstrap); a number: -bootstrap-expect. */
   bootstrap: 'self' | number | null;
   retryJoin: string[];
@@ -62,6 +64,8 @@ export interface RaftServerView {
   id: NodeId;
   name: string;
   address: string;
+  /** etcd client address ('' when unknown). */
+  etcd: string;
   voter: boolean;
   leader: boolean;
   lastIndex: number;
@@ -105,13 +109,20 @@ export class ConclaveServer {
     return this.address;
   }
 
+  /** Before start(): the etcd client address this server announces in the directory. */
+  publishEtcdAddress(address: string): void {
+    this.opts.etcdAddress = address;
+  }
+
   /** The cluster's identity ('' before this server has bootstrapped or joined). */
   clusterIdentity(): string {
     return this.clusterId;
   }
 
   self(): ServerInfo {
-    return { id: this.id, name: this.opts.nodeName, address: this.address };
+    const info: ServerInfo = { id: this.id, name: this.opts.nodeName, address: this.address };
+    if (this.opts.etcdAddress) info.etcd = this.opts.etcdAddress;
+    return info;
   }
 
   async start(): Promise<void> {
@@ -221,6 +232,7 @@ export class ConclaveServer {
         id,
         name: info?.name ?? '',
         address: info?.address ?? '',
+        etcd: id === this.id ? (this.opts.etcdAddress ?? '') : (info?.etcd ?? ''),
         voter,
         leader: id === leader,
         lastIndex: id === this.id ? s.lastIndex : (p?.match ?? 0),

@@ -288,6 +288,11 @@ test('etcdctl: lock and elect with two contenders on different members; member l
 
   const members = await etcdctl(at(0), ['member', 'list', '-w', 'json']);
   assert.equal(members.code, 0, members.stderr);
-  const list = JSON.parse(members.stdout) as { members: { name: string }[] };
+  const list = JSON.parse(members.stdout) as { members: { name: string; clientURLs: string[] }[] };
   assert.deepEqual(list.members.map((m) => m.name).sort(), ['s1', 's2', 's3']);
+  // Each member's client URL is the etcd address that server published (every port differs here).
+  for (const m of list.members) {
+    const agent = cluster.agents.find((a) => a.name === m.name)!;
+    assert.deepEqual(m.clientURLs, [`http://${agent.etcdEndpoint}`]);
+  }
 });

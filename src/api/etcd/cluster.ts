@@ -8,11 +8,9 @@ import { memberIdOf } from './ids.js';
  *
  * - Members are the voters and learners of this server's latest configuration, named from the
  *   server directory; ID is ids.ts memberIdOf(node id); peerURLs `http://<server RPC address>`.
- * - clientURLs: the directory holds no etcd client address yet (ServerInfo has only the RPC
- *   address). For the member answering, it is the authority the caller dialled; for the others
- *   it is derived as the host of their RPC address with this member's etcd port, which is right
- *   when every server uses the same etcd port (the usual deployment) and wrong otherwise (as in
- *   tests on one host). Carrying the etcd address in ServerInfo would close the gap.
+ * - clientURLs: the etcd address each server published in the directory when it joined. For
+ *   a server that published none, the member answering uses the authority the caller dialled
+ *   (itself) or the host of the peer's RPC address with this member's etcd port.
  * - MemberRemove removes the server from the configuration (forwarded to the leader).
  * - MemberPromote: Conclave's leader promotes a learner itself once its log has caught up
  *   (LeaderDuties), so promotion is not a separate command here: a learner that is in sync is
@@ -63,9 +61,9 @@ export function memberOf(ctx: EtcdContext, view: RaftServerView, authority: stri
   const self = view.id === ctx.server.id;
   const [, etcdPort] = splitHostPort(authority);
   const [peerHost] = splitHostPort(view.address);
-  let client = '';
-  if (self && authority !== '') client = authority;
-  else if (view.address !== '' && etcdPort !== '') client = `${peerHost}:${etcdPort}`;
+  let client = view.etcd;
+  if (!client && self && authority !== '') client = authority;
+  else if (!client && view.address !== '' && etcdPort !== '') client = `${peerHost}:${etcdPort}`;
   return {
     ID: memberIdOf(view.id),
     name: view.name,
