@@ -107,6 +107,17 @@ class ReplayStream extends Duplex {
     this.socket.write(chunk, callback);
   }
 
+  /** HTTP/2 writes frame by frame: everything queued since the last write leaves in one syscall. */
+  override _writev(
+    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (err?: Error | null) => void,
+  ): void {
+    this.socket.cork();
+    for (let i = 0; i < chunks.length - 1; i++) this.socket.write(chunks[i]!.chunk);
+    this.socket.write(chunks[chunks.length - 1]!.chunk, callback);
+    this.socket.uncork();
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
     this.socket.end(callback);
   }
