@@ -114,12 +114,11 @@ class PatroniMember {
 
   /** Kill Patroni (its process group via runuser) and the postgres it started, by PID. */
   stop(): void {
-    if (this.child?.pid && this.child.exitCode === null) {
-      try {
-        process.kill(this.child.pid, 'SIGKILL');
-      } catch {}
-    }
+    this.killPatroniOnly();
     this.killPostgres();
+    // Our pipes to a dead Patroni must not keep this test process alive.
+    this.child?.stdout?.destroy();
+    this.child?.stderr?.destroy();
   }
 
   killPatroniOnly(): void {
