@@ -7,9 +7,6 @@ import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
 import type { AgentConfig } from './config.js';
 
-/** Consul's default kv_max_value_size. */
-const CONSUL_MAX_VALUE_BYTES = 512 * 1024;
-
 /**
  * A running agent: one server plus the APIs on its client address. `-dev` keeps everything in
  * memory on 127.0.0.1. Leaving (the HTTP leave call, SIGTERM, SIGINT) is graceful: hand off
@@ -85,7 +82,7 @@ export class Agent {
         datacenter: this.config.datacenter,
         leave: () => this.leave(),
       },
-      options: { maxValueBytes: CONSUL_MAX_VALUE_BYTES, log: this.log },
+      options: { maxValueBytes: this.config.kvMaxValueSize, log: this.log },
     });
     try {
       await this.http.listen({ host: this.config.clientAddr, port: this.config.ports.http });

@@ -44,6 +44,8 @@ export interface AgentConfig {
   raftSnapshotThreshold: number;
   /** Consul's raft_trailing_logs: entries kept behind a snapshot for followers that lag a little. */
   raftTrailingLogs: number;
+  /** Consul's limits.kv_max_value_size: the largest KV value over the Consul API (bytes). */
+  kvMaxValueSize: number;
 }
 
 /** Consul's conventional ports (DESIGN.md "Conventional defaults"). */
@@ -101,6 +103,7 @@ const FILE_KEYS = new Set([
   'raft_snapshot_threshold',
   'raft_tick_ms',
   'raft_trailing_logs',
+  'limits',
 ]);
 const PORT_KEYS: Record<string, keyof Ports> = {
   http: 'http',
@@ -184,6 +187,7 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
       flags.raftTrailingLogs !== undefined
         ? count(flags.raftTrailingLogs, '-raft-trailing-logs')
         : (fromFile('raft_trailing_logs', isCount, 'a non-negative integer') ?? 10240),
+    kvMaxValueSize: kvMaxValueSize(file.limits),
   };
   validate(config);
   return config;
@@ -191,6 +195,23 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
 
 /** A node id, as Consul writes them (and as the data directory's node-id file holds). */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Consul's `limits` block; only kv_max_value_size (default 512 KiB) is read. */
+function kvMaxValueSize(limits: unknown): number {
+  const DEFAULT = 512 * 1024;
+  if (limits === undefined) return DEFAULT;
+  if (typeof limits !== 'object' || limits === null || Array.isArray(limits))
+    throw new ConfigError('config file: limits must be an object');
+  for (const key of Object.keys(limits)) {
+    if (key !== 'kv_max_value_size') throw new ConfigError(`config file: unknown limit "${key}"`);
+  }
+  const v = (limits as { kv_max_value_size?: unknown }).kv_max_value_size;
+  if (v === undefined) return DEFAULT;
+  // The store's own ceiling (etcd's 1.5 MiB request limit) bounds it from above.
+  if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > 1.5 * 1024 * 1024)
+    throw new ConfigError('config file: limits.kv_max_value_size must be an integer between 1 and 1572864');
+  return v as number;
+}
 
 function validate(c: AgentConfig): void {
   if (!c.server) {

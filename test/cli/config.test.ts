@@ -427,3 +427,19 @@ describe('buildConfig errors', () => {
     assert.equal(c.clientAddr, '::1');
   });
 });
+
+test("config: Consul's limits.kv_max_value_size (512 KiB by default), checked", () => {
+  assert.equal(buildConfig(server()).kvMaxValueSize, 512 * 1024);
+  assert.equal(
+    buildConfig(server({ configFile: [configFile({ limits: { kv_max_value_size: 1024 } })] })).kvMaxValueSize,
+    1024,
+  );
+  configError(
+    server({ configFile: [configFile({ limits: { kv_max_value_size: 0 } })] }),
+    /kv_max_value_size/,
+  );
+  configError(
+    server({ configFile: [configFile({ limits: { txn_max_ops: 3 } })] }),
+    /unknown limit "txn_max_ops"/,
+  );
+});
