@@ -16,6 +16,12 @@ export interface StateMachine {
   /** Apply one committed entry; the return value resolves the proposer's promise. */
   apply(entry: Entry): unknown;
   snapshot(): Uint8Array;
+  /**
+   * The snapshot as a lazy stream of chunks. The host pulls it a few milliseconds at a time
+   * between event-loop turns and applies nothing meanwhile, so a large state never blocks the
+   * loop (heartbeats keep flowing); the state must not change while the stream is open.
+   */
+  snapshotChunks?(): Iterable<Uint8Array>;
   restore(data: Uint8Array): void;
 }
 
@@ -39,6 +45,9 @@ export class RetryableError extends Error {
     super(message);
   }
 }
+
+/** How long one slice of a snapshot capture may hold the event loop. */
+const CAPTURE_SLICE_MS = 5;
 
 export interface RaftHostOptions {
   id: NodeId;
@@ -106,6 +115,9 @@ export class RaftHost {
   private lastSnapshotIndex = 0;
   private leader: NodeId = '';
   private snapshotting = false;
+  /** A snapshot is being captured chunk by chunk: committed entries wait in applyQueue. */
+  private capturing = false;
+  private applyQueue: Entry[] = [];
   /** Fsync latency of the last persisted Ready, for status and metrics. */
   lastPersistMs = 0;
 
@@ -210,7 +222,7 @@ export class RaftHost {
     }
     this.proposals.clear();
     this.failReads(err, true);
-    while (this.processing || this.snapshotting) await new Promise((r) => setTimeout(r, 5));
+    while (this.processing || this.snapshotting || this.capturing) await new Promise((r) => setTimeout(r, 5));
     // The host owns its storage: closing it flushes and releases the data-directory lock.
     await this.opts.storage.close();
   }
@@ -338,33 +350,24 @@ export class RaftHost {
     const sm = this.opts.stateMachine;
     if (rd.snapshot) {
       sm.restore(rd.snapshot.data);
-      this.applied = rd.snapshot.meta.index;
-      this.lastSnapshotIndex = rd.snapshot.meta.index;
-      this.opts.onSnapshotInstalled?.(rd.snapshot.meta.index);
+      const index = rd.snapshot.meta.index;
+      // Entries a capture held back are covered by the snapshot (or later ones follow it).
+      this.applyQueue = this.applyQueue.filter((e) => e.index > index);
+      this.applied = index;
+      this.lastSnapshotIndex = index;
+      this.opts.onSnapshotInstalled?.(index);
       // Proposals at or below the snapshot were decided elsewhere; their results are unknown here.
-      for (const [index, p] of this.proposals) {
-        if (index <= this.applied) {
+      for (const [i, p] of this.proposals) {
+        if (i <= index) {
           clearTimeout(p.timer);
           p.reject(
             new RetryableError('overwritten', 'state replaced by a snapshot before the result was seen'),
           );
-          this.proposals.delete(index);
+          this.proposals.delete(i);
         }
       }
     }
-    for (const e of rd.committedEntries) {
-      const result = e.data.byteLength > 0 || e.change ? sm.apply(e) : undefined;
-      this.applied = e.index;
-      const p = this.proposals.get(e.index);
-      if (p) {
-        this.proposals.delete(e.index);
-        clearTimeout(p.timer);
-        if (p.term === e.term) p.resolve(result);
-        else
-          p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
-      }
-    }
-    if (rd.committedEntries.length > 0 || rd.snapshot) this.opts.onApplied?.(this.applied);
+    for (const e of rd.committedEntries) this.applyQueue.push(e);
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.context);
       if (!read) continue;
@@ -379,6 +382,29 @@ export class RaftHost {
       clearTimeout(read.timer);
       read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
     }
+    if (rd.snapshot && this.applyQueue.length === 0) this.opts.onApplied?.(this.applied);
+    this.drainApplyQueue();
+  }
+
+  /** Apply what has committed, unless a snapshot capture holds the state still. */
+  private drainApplyQueue(): void {
+    if (this.capturing) return;
+    const sm = this.opts.stateMachine;
+    const entries = this.applyQueue;
+    this.applyQueue = [];
+    for (const e of entries) {
+      const result = e.data.byteLength > 0 || e.change ? sm.apply(e) : undefined;
+      this.applied = e.index;
+      const p = this.proposals.get(e.index);
+      if (p) {
+        this.proposals.delete(e.index);
+        clearTimeout(p.timer);
+        if (p.term === e.term) p.resolve(result);
+        else
+          p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
+      }
+    }
+    if (entries.length > 0) this.opts.onApplied?.(this.applied);
     if (this.readsWaitingApply.length > 0) {
       const waiting: PendingRead[] = [];
       for (const r of this.readsWaitingApply) {
@@ -395,8 +421,52 @@ export class RaftHost {
 
   private maybeSnapshot(): void {
     const raft = this.raft!;
-    if (this.snapshotting || this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
-    const snap = raft.installAppSnapshot(this.applied, this.opts.stateMachine.snapshot());
+    if (
+      this.snapshotting ||
+      this.capturing ||
+      this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries
+    )
+      return;
+    const sm = this.opts.stateMachine;
+    const index = this.applied;
+    const chunks: Uint8Array[] = [];
+    const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
+    this.capturing = true;
+    // Pull the stream in slices of a few milliseconds; between slices the Ready loop runs
+    // (messages, persistence) but nothing is applied, so the state stays as of `index`.
+    const slice = () => {
+      try {
+        const began = performance.now();
+        for (;;) {
+          if (this.stopped) {
+            this.capturing = false;
+            return;
+          }
+          const next = stream.next();
+          if (next.done) break;
+          chunks.push(next.value);
+          if (performance.now() - began > CAPTURE_SLICE_MS) {
+            setImmediate(slice);
+            return;
+          }
+        }
+        this.capturing = false;
+        this.persistSnapshot(raft, index, Buffer.concat(chunks));
+        this.drainApplyQueue();
+        this.schedule();
+      } catch (err) {
+        this.capturing = false;
+        this.stopped = true;
+        if (this.ticker) clearInterval(this.ticker);
+        this.opts.onFatal?.(err);
+      }
+    };
+    slice();
+  }
+
+  private persistSnapshot(raft: RaftNode, index: number, data: Uint8Array): void {
+    // null: a snapshot from the leader overtook this one while it was captured.
+    const snap = raft.installAppSnapshot(index, data);
     if (!snap) return;
     this.snapshotting = true;
     this.lastSnapshotIndex = snap.meta.index;

@@ -7,7 +7,7 @@ import {
   Store,
   StoreError,
   type StoreOptions,
-  snapshot,
+  snapshotChunks as storeSnapshotChunks,
 } from '../store/index.js';
 import { ServerDirectory, type ServerInfo } from './directory.js';
 import type { StateMachine } from './raft-host.js';
@@ -18,7 +18,7 @@ import type { StateMachine } from './raft-host.js';
  */
 
 const packr = new Packr({ useRecords: false });
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_VERSION = 2;
 
 export class ReplicatedState implements StateMachine {
   private current: Store;
@@ -53,22 +53,35 @@ export class ReplicatedState implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return packr.pack({
-      v: SNAPSHOT_VERSION,
-      directory: this.directory.toJSON(),
-      store: snapshot(this.current),
-    });
+    return Buffer.concat([...this.snapshotChunks()]);
+  }
+
+  /**
+   * The snapshot as chunks: a length-prefixed header (format version and server directory),
+   * then the store's own snapshot stream (which checks that nothing is applied meanwhile).
+   */
+  *snapshotChunks(): Generator<Uint8Array, void, undefined> {
+    const header = packr.pack({ v: SNAPSHOT_VERSION, directory: this.directory.toJSON() });
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32BE(header.byteLength, 0);
+    yield length;
+    yield header;
+    yield* storeSnapshotChunks(this.current);
   }
 
   restore(data: Uint8Array): void {
-    const v = packr.unpack(data) as {
-      v: number;
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.length < 4) throw new Error('snapshot too short');
+    const headerLength = bytes.readUInt32BE(0);
+    if (4 + headerLength > bytes.length) throw new Error('snapshot header overruns the snapshot');
+    const header = packr.unpack(bytes.subarray(4, 4 + headerLength)) as {
+      v?: number;
       directory: { clusterId: string; servers: ServerInfo[] };
-      store: Uint8Array;
     };
-    if (v?.v !== SNAPSHOT_VERSION) throw new Error(`unknown snapshot version ${String(v?.v)}`);
-    this.directory.load(v.directory);
-    this.current = restore(v.store, this.storeOptions);
+    if (header?.v !== SNAPSHOT_VERSION) throw new Error(`unknown snapshot version ${String(header?.v)}`);
+    const store = restore(bytes.subarray(4 + headerLength), this.storeOptions);
+    this.directory.load(header.directory);
+    this.current = store;
     this.onStoreReplaced?.(this.current);
   }
 }
