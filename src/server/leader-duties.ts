@@ -14,6 +14,7 @@ const PROMOTE_EVERY_MS = 1000;
 const CHECKPOINT_EVERY_MS = 60_000;
 const COMPACT_EVERY_MS = 30_000;
 const RECONCILE_EVERY_MS = 1000;
+const SILENT_CRITICAL_MS = 3000;
 /** Consul's check id and texts for a node's membership health (serf's, here the leader's view). */
 export const SERF_HEALTH = {
   checkId: 'serfHealth',
@@ -34,6 +35,8 @@ export class LeaderDuties {
   private lastCheckpoint = 0;
   private lastCompact = 0;
   private lastReconcile = 0;
+  /** Servers the leader has not heard from, since when (see heardFromRecently). */
+  private readonly silentSince = new Map<string, number>();
   /** Learners seen caught up at the previous check; promoted when caught up twice running. */
   private caughtUp = new Set<string>();
 
@@ -54,6 +57,7 @@ export class LeaderDuties {
     this.lastCheckpoint = now;
     this.lastCompact = now;
     this.caughtUp.clear();
+    this.silentSince.clear();
     this.timer ??= setInterval(() => this.tick(), TICK_MS);
     this.tick();
   }
@@ -129,12 +133,13 @@ export class LeaderDuties {
    * proposed.
    */
   private reconcileServers(): void {
+    const now = Date.now();
     const s = this.host.status();
     const catalog = this.server.store.catalog;
     for (const id of [...s.config.voters, ...s.config.learners]) {
       const info = this.server.state.directory.get(id);
       if (!info) continue;
-      const alive = id === s.id || (s.progress[id]?.recentActive ?? false);
+      const alive = id === s.id || this.heardFromRecently(id, s.progress[id]?.recentActive ?? false, now);
       const host = info.address.slice(0, info.address.lastIndexOf(':'));
       const node = catalog.nodes.get(info.name);
       const check = catalog.check(info.name, SERF_HEALTH.checkId);
@@ -159,6 +164,21 @@ export class LeaderDuties {
       if (members.has(info.id) || catalog.nodes.get(info.name)?.id !== info.id) continue;
       this.once(`reconcile:${info.name}`, { type: 'catalogDeregister', node: info.name });
     }
+  }
+
+  /**
+   * The core clears recentActive at every check-quorum round and sets it on the next answer, so
+   * one sample can catch a healthy server "inactive": only silence lasting SILENT_CRITICAL_MS
+   * marks it critical (and a write to the catalog).
+   */
+  private heardFromRecently(id: string, recentActive: boolean, now: number): boolean {
+    if (recentActive) {
+      this.silentSince.delete(id);
+      return true;
+    }
+    const since = this.silentSince.get(id) ?? now;
+    this.silentSince.set(id, since);
+    return now - since < SILENT_CRITICAL_MS;
   }
 
   /** A learner whose log matched the commit index at two checks in a row gets a vote. */

@@ -208,8 +208,20 @@ export class ConclaveServer {
     return this.host.status();
   }
 
+  /**
+   * The leader this server has heard from lately. A follower stuck in pre-vote keeps the last
+   * leader's id in Raft (as etcd's does), but after two election timeouts without a word from
+   * it, this server no longer claims to know a leader: requests fail with "no leader" instead
+   * of being sent to a dead one, and Consul's KnownLeader turns false.
+   */
   leaderId(): NodeId {
-    return this.host.leaderId();
+    const leader = this.host.leaderId();
+    if (leader === '' || leader === this.id) return leader;
+    return Date.now() - this.leaderContactAt > 2 * this.electionMs() ? '' : leader;
+  }
+
+  private electionMs(): number {
+    return (this.opts.tickMs ?? 100) * (this.opts.electionTicks ?? 10);
   }
 
   isLeader(): boolean {
@@ -217,14 +229,14 @@ export class ConclaveServer {
   }
 
   leaderAddress(): string {
-    const leader = this.host.leaderId();
+    const leader = this.leaderId();
     return leader ? (this.state.directory.get(leader)?.address ?? '') : '';
   }
 
   /** Consul's /v1/operator/raft/configuration, from this server's latest configuration. */
   raftConfiguration(): { servers: RaftServerView[]; index: number } {
     const s = this.host.status();
-    const leader = this.host.leaderId();
+    const leader = this.leaderId();
     const view = (id: NodeId, voter: boolean): RaftServerView => {
       const info = this.state.directory.get(id);
       const p = s.progress[id];
@@ -250,7 +262,7 @@ export class ConclaveServer {
   /** Ms since the leader was last heard from: 0 on the leader, -1 when no leader is known. */
   lastContactMs(): number {
     if (this.isLeader()) return 0;
-    if (this.host.leaderId() === '' || this.leaderContactAt === 0) return -1;
+    if (this.leaderId() === '' || this.leaderContactAt === 0) return -1;
     return Date.now() - this.leaderContactAt;
   }
 
@@ -293,7 +305,7 @@ export class ConclaveServer {
           err instanceof RetryableError && ['no-leader', 'not-leader', 'timeout'].includes(err.code);
         if (!retry || this.stopped) throw err;
         if (Date.now() >= deadline) {
-          throw this.host.leaderId() === '' ? new RetryableError('no-leader', 'No cluster leader') : err;
+          throw this.leaderId() === '' ? new RetryableError('no-leader', 'No cluster leader') : err;
         }
         await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
       }
@@ -302,7 +314,7 @@ export class ConclaveServer {
 
   private async writeOnce(command: CommandBody): Promise<Result> {
     if (this.isLeader()) return this.proposeHere(command);
-    const leader = this.host.leaderId();
+    const leader = this.leaderId();
     if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
     try {
       return resultFromWire(await this.askPeer<unknown>(leader, { kind: 'write', command }));
@@ -404,7 +416,7 @@ export class ConclaveServer {
     for (;;) {
       try {
         if (this.isLeader()) return (await this.handleOnLeader(request)) as T;
-        const leader = this.host.leaderId();
+        const leader = this.leaderId();
         if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
         return await this.askPeer<T>(leader, request);
       } catch (err) {
@@ -437,6 +449,7 @@ export class ConclaveServer {
 
   private leaderChanged(leader: NodeId, term: number): void {
     this.lastLeaderAt = Date.now();
+    if (leader !== '') this.leaderContactAt = Date.now();
     this.log.info(leader ? 'leader elected' : 'no leader', { leader, term });
     for (const w of this.leaderWaiters.splice(0)) w();
     this.duties.leaderChanged(leader === this.id, term);
@@ -472,10 +485,9 @@ export class ConclaveServer {
    * leader for several election timeouts asks its peers whether it is still a member.
    */
   private orphanSuspected(): boolean {
-    const electionMs = (this.opts.tickMs ?? 100) * (this.opts.electionTicks ?? 10);
     return (
-      this.host.leaderId() === '' &&
-      Date.now() - this.lastLeaderAt > 3 * electionMs &&
+      this.leaderId() === '' &&
+      Date.now() - Math.max(this.lastLeaderAt, this.leaderContactAt) > 3 * this.electionMs() &&
       this.state.directory.all().some((s) => s.id !== this.id)
     );
   }

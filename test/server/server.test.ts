@@ -124,3 +124,33 @@ test('server: with no quorum, writes and reads fail with "no leader" within the 
     for (const s of servers) await s.stop();
   }
 });
+
+test('server: the leader keeps servers in the catalog with a steady serfHealth check; a dead one turns critical', async () => {
+  const servers = await startServers(3);
+  try {
+    const leader = leaderOf(servers);
+    const names = servers.map((s) => s.self().name);
+    await waitFor(
+      () => names.every((n) => leader.store.catalog.check(n, 'serfHealth')?.status === 'passing'),
+      10_000,
+      'every server registered and passing',
+    );
+    const indexes = names.map((n) => leader.store.catalog.check(n, 'serfHealth')!.modifyIndex);
+    // Several check-quorum rounds: a healthy server's check must not flap (each flap is a write).
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.deepEqual(
+      names.map((n) => leader.store.catalog.check(n, 'serfHealth')!.modifyIndex),
+      indexes,
+      'no catalog writes while every server is healthy',
+    );
+    const victim = servers.find((s) => s !== leader)!;
+    await victim.stop();
+    await waitFor(
+      () => leader.store.catalog.check(victim.self().name, 'serfHealth')?.status === 'critical',
+      15_000,
+      'the stopped server to turn critical',
+    );
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+});
