@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { RaftStatus } from '../raft/node.js';
-import type { NodeId } from '../raft/types.js';
+import { EntryType, type NodeId } from '../raft/types.js';
 import { MemoryStorage, type RaftLogStorage, WalStorage } from '../storage/index.js';
 import { encodeCommand, type Result, type Store, type StoreOptions } from '../store/index.js';
 import { PeerTransport, TransportError } from '../transport/peer-transport.js';
@@ -156,12 +156,21 @@ export class ConclaveServer {
       keepEntriesAfterSnapshot: this.opts.trailingLogs ?? 10_240,
       requestTimeoutMs: this.opts.holdTimeoutMs,
       raft: { preVote: true, checkQuorum: true },
+      // Only configuration entries and snapshots change who the peers are: the write path
+      // (ordinary entries) skips the directory entirely.
       onAppend: (entries) => {
-        for (const e of entries) this.state.directory.observe(e);
+        let changed = false;
+        for (const e of entries) {
+          if (e.type !== EntryType.ConfChange) continue;
+          this.state.directory.observe(e);
+          changed = true;
+        }
+        if (changed) this.syncPeers();
+      },
+      onSnapshotInstalled: (index) => {
+        log.info('installed a snapshot from the leader', { index });
         this.syncPeers();
       },
-      onApplied: () => this.syncPeers(),
-      onSnapshotInstalled: (index) => log.info('installed a snapshot from the leader', { index }),
       onLeaderChange: (leader, term) => this.leaderChanged(leader, term),
       onFatal: (err) => {
         log.error('raft stopped after a storage failure', { error: String(err) });
@@ -280,33 +289,41 @@ export class ConclaveServer {
    * answer, an overwritten entry) is reported, never retried, since the write may have happened.
    */
   async write(command: CommandBody): Promise<Result> {
-    const deadline = Date.now() + this.opts.holdTimeoutMs;
-    for (;;) {
-      try {
-        return await this.writeOnce(command);
-      } catch (err) {
-        if (!this.isRefusal(err) || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
-        await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
-      }
-    }
+    return this.holdForLeader(
+      () => this.writeOnce(command),
+      (err) => this.isRefusal(err),
+      (err) => this.noLeaderIfRefusal(err),
+    );
   }
 
   /** Wait until reads here reflect every write acknowledged before the call (ReadIndex, thesis §6.4). */
   async readBarrier(consistency: ReadConsistency = 'default'): Promise<void> {
     if (consistency === 'stale') return;
+    await this.holdForLeader(
+      // Short attempts: a read index lost with a dead leader is retried (reads are idempotent).
+      (remainingMs) => this.host.readBarrier(Math.max(50, Math.min(2000, remainingMs))),
+      (err) => err instanceof RetryableError && ['no-leader', 'not-leader', 'timeout'].includes(err.code),
+      (err) => (this.leaderId() === '' ? new RetryableError('no-leader', 'No cluster leader') : err),
+    );
+  }
+
+  /**
+   * Run `attempt` until it succeeds or fails for good. A failure `retryable` accepts waits for a
+   * leader change (at most 250 ms) and tries again until the hold time runs out; then, or when
+   * the server stops, `giveUp` decides what the caller sees.
+   */
+  private async holdForLeader<T>(
+    attempt: (remainingMs: number) => Promise<T>,
+    retryable: (err: unknown) => boolean,
+    giveUp: (err: unknown) => unknown,
+  ): Promise<T> {
     const deadline = Date.now() + this.opts.holdTimeoutMs;
     for (;;) {
       try {
-        // Short attempts: a read index lost with a dead leader is retried (reads are idempotent).
-        await this.host.readBarrier(Math.max(50, Math.min(2000, deadline - Date.now())));
-        return;
+        return await attempt(deadline - Date.now());
       } catch (err) {
-        const retry =
-          err instanceof RetryableError && ['no-leader', 'not-leader', 'timeout'].includes(err.code);
-        if (!retry || this.stopped) throw err;
-        if (Date.now() >= deadline) {
-          throw this.leaderId() === '' ? new RetryableError('no-leader', 'No cluster leader') : err;
-        }
+        if (!retryable(err)) throw err;
+        if (Date.now() >= deadline || this.stopped) throw giveUp(err);
         await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
       }
     }
@@ -412,18 +429,16 @@ export class ConclaveServer {
 
   /** Run a membership request on the leader, here or forwarded, retrying refusals. */
   private async onLeader<T>(request: PeerRequest): Promise<T> {
-    const deadline = Date.now() + this.opts.holdTimeoutMs;
-    for (;;) {
-      try {
+    return this.holdForLeader(
+      async () => {
         if (this.isLeader()) return (await this.handleOnLeader(request)) as T;
         const leader = this.leaderId();
         if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
-        return await this.askPeer<T>(leader, request);
-      } catch (err) {
-        if (!this.isRefusal(err) || Date.now() >= deadline || this.stopped) throw this.noLeaderIfRefusal(err);
-        await this.waitForLeader(Math.min(250, Math.max(1, deadline - Date.now())));
-      }
-    }
+        return this.askPeer<T>(leader, request);
+      },
+      (err) => this.isRefusal(err),
+      (err) => this.noLeaderIfRefusal(err),
+    );
   }
 
   private async waitUntil(cond: () => boolean, ms: number): Promise<boolean> {

@@ -1,25 +1,25 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
+import { etcdctl, hasEtcdctl, skipUnless } from '../interop/tools.js';
 import { type EtcdTestServer, startEtcdTestServer } from './harness.js';
 import { waitFor } from './raw-client.js';
 
 // etcd's own CLI (Debian etcd-client) against our Watch and Lease services. Skipped when
 // etcdctl is not installed, except in CI (CI=true), where its absence is a failure.
 
-const run = promisify(execFile);
 const env = { ...process.env, ETCDCTL_API: '3' };
-const installed = !spawnSync('etcdctl', ['version'], { env }).error;
-const skip = !installed && process.env.CI !== 'true' ? 'etcdctl is not on PATH' : false;
+const skip = skipUnless(hasEtcdctl(), 'etcdctl (Debian etcd-client)');
 
 describe('etcdctl watch and lease', { skip }, () => {
   let etcd: EtcdTestServer;
-  const ctl = async (...args: string[]) =>
-    (await run('etcdctl', ['--endpoints', etcd.endpoint, ...args], { env, timeout: 10_000 })).stdout;
+  const ctl = async (...args: string[]) => {
+    const r = await etcdctl([etcd.endpoint], args);
+    assert.equal(r.code, 0, `etcdctl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
 
   before(async () => {
-    assert.ok(installed, 'etcdctl must be installed when CI=true');
     etcd = await startEtcdTestServer();
   });
 
