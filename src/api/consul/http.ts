@@ -103,13 +103,13 @@ export async function blockingRead<T>(
   read: () => T,
 ): Promise<T> {
   const q = query(req);
-  await ctx.server.readBarrier(consistency(q));
+  const mode = consistency(q);
+  await ctx.server.readBarrier(mode);
   const minIndex = uintParam(q, 'index') ?? 0;
   // After a read barrier this store has every revision a client can have seen, so an index
   // beyond it is from the future (a restored or another cluster): answer at once with the real
   // index, so the client sees it go backwards and resets, as Consul documents. A stale read
   // may simply be behind, so it waits.
-  const mode = consistency(q);
   if (minIndex > 0 && (minIndex <= ctx.server.store.revision || mode === 'stale')) {
     let waitMs = q.wait !== undefined ? durationMs(q.wait, 'wait') : DEFAULT_WAIT_MS;
     if (waitMs > MAX_WAIT_MS) waitMs = MAX_WAIT_MS;
