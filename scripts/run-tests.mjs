@@ -1,9 +1,22 @@
 #!/usr/bin/env node
-// Runs every test/**/*.test.ts file with node's own test runner (tsx as the loader).
-// Node 20's `--test` does not expand globs itself, so we list the files here.
-import { spawnSync } from 'node:child_process';
+// Runs every test/**/*.test.ts file with node's own test runner (tsx as the loader), each file in
+// its own process group, two at a time.
+//
+// Why not one `node --test a b c ...`: when a test times out, node marks it failed but a process it
+// left running (an agent, etcd, postgres) keeps the file's process alive, and the runner waits for
+// it forever. Here every file has a hard deadline; past it, or once the file has finished, its whole
+// process group is killed, so nothing a test started outlives it and one hang is one failed file.
+//
+// Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one)
+// Env: TEST_FILE_DEADLINE_S (default 600), TEST_CONCURRENCY (default 2).
+import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+
+const deadlineMs = Number(process.env.TEST_FILE_DEADLINE_S ?? 600) * 1000;
+const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY ?? 2));
+// Tests that name no timeout of their own get this one (node's default is none).
+const perTestTimeoutMs = 300_000;
 
 function findTests(dir) {
   const found = [];
@@ -23,7 +36,79 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
-  stdio: 'inherit',
-});
-process.exit(result.status ?? 1);
+
+/** Kills a process group; quiet when it is already gone. */
+function killGroup(pgid) {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const running = new Set();
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const pgid of running) killGroup(pgid);
+    process.exit(130);
+  });
+}
+
+/** Runs one file; resolves with its outcome once it and everything it started are gone. */
+function runFile(file) {
+  return new Promise((resolve) => {
+    const began = Date.now();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--test', '--test-force-exit', `--test-timeout=${perTestTimeoutMs}`, file],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    running.add(child.pid);
+    const chunks = [];
+    child.stdout.on('data', (d) => chunks.push(d));
+    child.stderr.on('data', (d) => chunks.push(d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child.pid);
+    }, deadlineMs);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      // Whatever the file left behind goes with it.
+      killGroup(child.pid);
+      running.delete(child.pid);
+      resolve({ file, code, signal, timedOut, ms: Date.now() - began, output: Buffer.concat(chunks) });
+    });
+  });
+}
+
+const results = [];
+const queue = [...files];
+async function worker() {
+  for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+    const r = await runFile(file);
+    results.push(r);
+    const verdict = r.timedOut
+      ? 'TIMED OUT'
+      : r.code === 0
+        ? 'ok'
+        : `FAILED (${r.signal ?? `exit ${r.code}`})`;
+    process.stdout.write(`\n# ===== ${file}: ${verdict} in ${(r.ms / 1000).toFixed(1)} s\n`);
+    process.stdout.write(r.output);
+    if (r.timedOut) {
+      process.stdout.write(
+        `\n# ${file} was still running after ${deadlineMs / 1000} s; its process group was killed\n`,
+      );
+    }
+  }
+}
+await Promise.all(Array.from({ length: concurrency }, worker));
+
+const failed = results.filter((r) => r.timedOut || r.code !== 0);
+process.stdout.write(`\n# ===== ${results.length} files, ${failed.length} failed\n`);
+for (const r of results.sort((a, b) => b.ms - a.ms).slice(0, 8)) {
+  process.stdout.write(`#   ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.file}\n`);
+}
+for (const r of failed) process.stdout.write(`# FAILED: ${r.file}${r.timedOut ? ' (timed out)' : ''}\n`);
+process.exit(failed.length === 0 ? 0 : 1);

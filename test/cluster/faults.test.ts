@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type AgentProcess, assertAllPresent, Cluster, WriteLoad, waitFor, withTimeout } from './harness.js';
+import { type AgentProcess, assertAllPresent, Cluster, waitFor, withTimeout } from './harness.js';
 
 // Crash and freeze faults on real processes: SIGKILL loses the process (and its unsynced
 // writes), SIGSTOP freezes it with its sockets open. In both, no acknowledged write may be lost.
@@ -17,7 +17,7 @@ test('faults: SIGKILL the leader under load; a new leader takes over, nothing ac
 }, async () => {
   const c = await Cluster.bootstrap(3, SMALL_SNAPSHOTS);
   try {
-    const load = new WriteLoad(() => c.agents, 'kill');
+    const load = c.load('kill', () => c.agents);
     await waitFor(() => load.acked.size >= 100, 30_000, 'writes before the crash');
     const leader = await c.waitForLeader();
     const killedAt = Date.now();
@@ -57,7 +57,7 @@ test('faults: a follower restarted after a short outage catches up from the log'
   try {
     const leader = await c.waitForLeader();
     const follower = c.agents.find((a) => a !== leader)!;
-    const load = new WriteLoad(() => [leader], 'short');
+    const load = c.load('short', () => [leader]);
     await waitFor(() => load.acked.size >= 30, 30_000, 'writes before the crash');
     await follower.stop('SIGKILL');
     const mark = load.acked.size;
@@ -83,14 +83,16 @@ test('faults: SIGSTOP the leader; the rest elect a new one; on SIGCONT it steps 
   timeout: 180_000,
 }, async (t) => {
   const c = await Cluster.bootstrap(3);
+  // Set on success and in `finally`, and bounded in time, so a failing test ends its clients too.
+  let stop = false;
+  const end = Date.now() + 170_000;
   try {
     const old = await c.waitForLeader();
     const others = c.agents.filter((a) => a !== old);
     // Writes aimed only at the leader, so some are mid-flight when it freezes.
     const outcomes: { key: string; ok: boolean; ms: number }[] = [];
-    let stop = false;
     const clients = [0, 1, 2, 3].map(async (w) => {
-      for (let i = 0; !stop; i++) {
+      for (let i = 0; !stop && Date.now() < end; i++) {
         const key = `stop/w${w}-${i}`;
         const began = Date.now();
         try {
@@ -130,6 +132,7 @@ test('faults: SIGSTOP the leader; the rest elect a new one; on SIGCONT it steps 
     assert.ok(acked.size >= 40);
     for (const a of c.agents) await assertAllPresent(a, acked, 'stop');
   } finally {
+    stop = true;
     for (const a of c.agents) a.signal('SIGCONT');
     await c.close();
   }

@@ -147,6 +147,7 @@ export class AgentProcess {
 
 export class Cluster {
   readonly agents: AgentProcess[] = [];
+  private readonly loads: WriteLoad[] = [];
   private readonly root = mkdtempSync(join(tmpdir(), 'conclave-cluster-'));
 
   /** The temporary directory holding every agent's data dir (removed by close()). */
@@ -213,7 +214,16 @@ export class Cluster {
     return cfg.Servers.filter((s) => s.Voter).map((s) => s.ID);
   }
 
+  /** A write load that close() stops (see WriteLoad). */
+  load(prefix: string, targets: () => AgentProcess[] = () => this.running()): WriteLoad {
+    const load = new WriteLoad(targets, prefix);
+    this.loads.push(load);
+    return load;
+  }
+
+  /** Stops every load and process this cluster started. */
   async close(): Promise<void> {
+    await Promise.all(this.loads.map((l) => l.stop()));
     await Promise.all(this.agents.map((a) => a.stop('SIGKILL').catch(() => null)));
     rmSync(this.root, { recursive: true, force: true });
   }
@@ -246,17 +256,21 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   ]);
 }
 
-/** A write load: sequential PUTs spread over the given agents, recording what was acknowledged. */
+/**
+ * A write load: sequential PUTs spread over the given agents, recording what was acknowledged.
+ * It ends by itself after `maxMs`, so a test that fails before stop() cannot keep its file alive.
+ */
 export class WriteLoad {
   readonly acked = new Map<string, string>();
   failures = 0;
   private running = true;
   private readonly done: Promise<void>;
 
-  constructor(targets: () => AgentProcess[], prefix: string) {
+  constructor(targets: () => AgentProcess[], prefix: string, maxMs = 300_000) {
+    const end = Date.now() + maxMs;
     this.done = (async () => {
       let i = 0;
-      while (this.running) {
+      while (this.running && Date.now() < end) {
         const live = targets().filter((a) => a.running);
         const a = live[i % Math.max(1, live.length)];
         i++;

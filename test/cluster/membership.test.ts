@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assertAllPresent, Cluster, WriteLoad, waitFor } from './harness.js';
+import { assertAllPresent, Cluster, waitFor } from './harness.js';
 
 // Membership on real processes: a server joins as a non-voter and is promoted once caught up;
 // a dead server is removed; leadership moves on request; a rolling restart (graceful leave,
@@ -11,7 +11,7 @@ test('membership: join a 4th server under load, remove a dead one, transfer lead
 }, async () => {
   const c = await Cluster.bootstrap(3);
   try {
-    const load = new WriteLoad(() => c.running(), 'member');
+    const load = c.load('member');
     await waitFor(() => load.acked.size >= 30, 30_000, 'writes before the join');
 
     // A new server with only -retry-join: it finds the cluster and asks to be let in.
@@ -65,17 +65,23 @@ test('membership: rolling restart of every server, one at a time, with no failed
   timeout: 240_000,
 }, async (t) => {
   const c = await Cluster.bootstrap(3);
+  // Cleared on success and in `finally`, and bounded in time, so a failing test ends its reader.
+  let reading = true;
+  const end = Date.now() + 230_000;
   try {
     const available = new Set(c.agents);
     const first = await c.agents[0]!.http('PUT', '/v1/kv/roll/fixed', 'steady');
     assert.equal(first.text, 'true');
     let reads = 0;
     const readFailures: string[] = [];
-    let reading = true;
     const reader = (async () => {
-      for (let i = 0; reading; i++) {
+      for (let i = 0; reading && Date.now() < end; i++) {
         const pool = [...available];
-        const a = pool[i % pool.length]!;
+        const a = pool[i % pool.length];
+        if (!a) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
         try {
           const r = await a.http('GET', '/v1/kv/roll/fixed?raw', undefined, 20_000);
           if (r.status === 200 && r.text === 'steady') reads++;
@@ -86,7 +92,7 @@ test('membership: rolling restart of every server, one at a time, with no failed
         }
       }
     })();
-    const load = new WriteLoad(() => [...available], 'roll');
+    const load = c.load('roll', () => [...available]);
 
     for (const a of c.agents) {
       available.delete(a);
@@ -113,6 +119,7 @@ test('membership: rolling restart of every server, one at a time, with no failed
     const leader = await c.waitForLeader();
     await assertAllPresent(leader, load.acked, 'roll');
   } finally {
+    reading = false;
     await c.close();
   }
 });
