@@ -46,6 +46,35 @@ export interface AgentConfig {
   raftTrailingLogs: number;
   /** Consul's limits.kv_max_value_size: the largest KV value over the Consul API (bytes). */
   kvMaxValueSize: number;
+  /** Consul's `domain`: the DNS zone answered (default "consul"). */
+  domain: string;
+  dns: DnsConfig;
+  /** Consul's enable_script_checks: script checks run only when this is set (off by default). */
+  enableScriptChecks: boolean;
+  /** Consul's enable_local_script_checks: script checks from config files only. */
+  enableLocalScriptChecks: boolean;
+  /** Service definitions from config files (Consul's `services` and `service`), unparsed. */
+  serviceDefinitions: unknown[];
+  /** Check definitions from config files (Consul's `checks` and `check`), unparsed. */
+  checkDefinitions: unknown[];
+}
+
+/** Consul's `dns_config` block. */
+export interface DnsConfig {
+  /** node_ttl, seconds (default 0, as in Consul). */
+  nodeTtlS: number;
+  /** service_ttl per service name, seconds; "*" is the default for the rest (Consul's wildcard). */
+  serviceTtlS: Record<string, number>;
+  /** only_passing: answer only instances whose checks all pass (by default, warning is allowed). */
+  onlyPassing: boolean;
+  /** enable_truncate: set TC on UDP answers cut at udp_answer_limit, so clients retry over TCP. */
+  enableTruncate: boolean;
+  /** udp_answer_limit: most records in a UDP answer (default 3). */
+  udpAnswerLimit: number;
+  /** a_record_limit: most A/AAAA records in any answer (0 = no limit). */
+  aRecordLimit: number;
+  /** allow_stale: answer from this server's state without a leader round-trip (default true). */
+  allowStale: boolean;
 }
 
 /** Consul's conventional ports (DESIGN.md "Conventional defaults"). */
@@ -104,6 +133,15 @@ const FILE_KEYS = new Set([
   'raft_tick_ms',
   'raft_trailing_logs',
   'limits',
+  'domain',
+  'dns_config',
+  'recursors',
+  'enable_script_checks',
+  'enable_local_script_checks',
+  'services',
+  'service',
+  'checks',
+  'check',
 ]);
 const PORT_KEYS: Record<string, keyof Ports> = {
   http: 'http',
@@ -188,7 +226,17 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
         ? count(flags.raftTrailingLogs, '-raft-trailing-logs')
         : (fromFile('raft_trailing_logs', isCount, 'a non-negative integer') ?? 10240),
     kvMaxValueSize: kvMaxValueSize(file.limits),
+    domain: (fromFile('domain', isString, 'a string') ?? 'consul').replace(/^\.+|\.+$/g, '').toLowerCase(),
+    dns: dnsConfig(file.dns_config),
+    enableScriptChecks: fromFile('enable_script_checks', isBool, 'true or false') ?? false,
+    enableLocalScriptChecks: fromFile('enable_local_script_checks', isBool, 'true or false') ?? false,
+    serviceDefinitions: definitions(file, 'services', 'service'),
+    checkDefinitions: definitions(file, 'checks', 'check'),
   };
+  // Consul forwards names outside its domain to `recursors`; we do not forward, so say so.
+  const recursors = fromFile('recursors', isStrings, 'a list of strings') ?? [];
+  if (recursors.length > 0)
+    throw new ConfigError('config file: recursors are not supported (DNS answers only its own domain)');
   validate(config);
   return config;
 }
@@ -211,6 +259,89 @@ function kvMaxValueSize(limits: unknown): number {
   if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > 1.5 * 1024 * 1024)
     throw new ConfigError('config file: limits.kv_max_value_size must be an integer between 1 and 1572864');
   return v as number;
+}
+
+/** Consul's duration strings ("10s", "1m30s", "500ms") or plain seconds, as whole seconds. */
+function seconds(v: unknown, name: string): number {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return Math.floor(v);
+  if (typeof v === 'string') {
+    const parts = [...v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+    if (parts.length > 0 && parts.map((p) => p[0]).join('') === v) {
+      const scale = { ms: 0.001, s: 1, m: 60, h: 3600 } as const;
+      return Math.floor(parts.reduce((sum, p) => sum + Number(p[1]) * scale[p[2] as keyof typeof scale], 0));
+    }
+  }
+  throw new ConfigError(`config file: ${name} must be a duration such as "10s", not ${JSON.stringify(v)}`);
+}
+
+const DNS_KEYS = new Set([
+  'node_ttl',
+  'service_ttl',
+  'only_passing',
+  'enable_truncate',
+  'udp_answer_limit',
+  'a_record_limit',
+  'allow_stale',
+  'max_stale',
+]);
+
+function dnsConfig(raw: unknown): DnsConfig {
+  const config: DnsConfig = {
+    nodeTtlS: 0,
+    serviceTtlS: {},
+    onlyPassing: false,
+    enableTruncate: false,
+    udpAnswerLimit: 3,
+    aRecordLimit: 0,
+    allowStale: true,
+  };
+  if (raw === undefined) return config;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError('config file: dns_config must be an object');
+  const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r))
+    if (!DNS_KEYS.has(key)) throw new ConfigError(`config file: unknown dns_config key "${key}"`);
+  const bool = (key: string, fallback: boolean): boolean => {
+    if (r[key] === undefined) return fallback;
+    if (typeof r[key] !== 'boolean')
+      throw new ConfigError(`config file: dns_config.${key} must be true or false`);
+    return r[key] as boolean;
+  };
+  const limit = (key: string, fallback: number): number => {
+    if (r[key] === undefined) return fallback;
+    if (!Number.isSafeInteger(r[key]) || (r[key] as number) < 0)
+      throw new ConfigError(`config file: dns_config.${key} must be a non-negative integer`);
+    return r[key] as number;
+  };
+  if (r.node_ttl !== undefined) config.nodeTtlS = seconds(r.node_ttl, 'dns_config.node_ttl');
+  if (r.service_ttl !== undefined) {
+    if (typeof r.service_ttl !== 'object' || r.service_ttl === null || Array.isArray(r.service_ttl))
+      throw new ConfigError('config file: dns_config.service_ttl must be an object of name: duration');
+    for (const [name, ttl] of Object.entries(r.service_ttl))
+      config.serviceTtlS[name] = seconds(ttl, `dns_config.service_ttl.${name}`);
+  }
+  config.onlyPassing = bool('only_passing', false);
+  config.enableTruncate = bool('enable_truncate', false);
+  config.allowStale = bool('allow_stale', true);
+  config.udpAnswerLimit = limit('udp_answer_limit', 3);
+  config.aRecordLimit = limit('a_record_limit', 0);
+  if (r.max_stale !== undefined) seconds(r.max_stale, 'dns_config.max_stale');
+  return config;
+}
+
+/** Consul accepts both a list (`services`) and a single object (`service`). */
+function definitions(file: Record<string, unknown>, many: string, one: string): unknown[] {
+  const list: unknown[] = [];
+  if (file[many] !== undefined) {
+    if (!Array.isArray(file[many])) throw new ConfigError(`config file: ${many} must be a list`);
+    list.push(...(file[many] as unknown[]));
+  }
+  if (file[one] !== undefined) list.push(file[one]);
+  for (const d of list) {
+    if (typeof d !== 'object' || d === null || Array.isArray(d))
+      throw new ConfigError(`config file: each of ${many} must be an object`);
+  }
+  return list;
 }
 
 function validate(c: AgentConfig): void {
@@ -304,9 +435,18 @@ function mergeConfigFile(into: Record<string, unknown>, next: Record<string, unk
   for (const [key, value] of Object.entries(next)) {
     const prev = into[key];
     if (key === 'ports' && isObject(prev) && isObject(value)) into[key] = { ...prev, ...value };
-    else if (key === 'retry_join' && Array.isArray(prev) && Array.isArray(value))
+    else if (
+      (key === 'retry_join' || key === 'services' || key === 'checks') &&
+      Array.isArray(prev) &&
+      Array.isArray(value)
+    )
       into[key] = [...prev, ...value];
-    else into[key] = value;
+    // Each file's single `service`/`check` is one more definition, not a replacement.
+    else if ((key === 'service' || key === 'check') && prev !== undefined) {
+      const many = key === 'service' ? 'services' : 'checks';
+      into[many] = [...((into[many] as unknown[] | undefined) ?? []), prev];
+      into[key] = value;
+    } else into[key] = value;
   }
 }
 

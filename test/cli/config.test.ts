@@ -443,3 +443,71 @@ test("config: Consul's limits.kv_max_value_size (512 KiB by default), checked", 
     /unknown limit "txn_max_ops"/,
   );
 });
+
+describe('buildConfig DNS, scripts and definitions', () => {
+  test("defaults follow Consul's", () => {
+    const c = buildConfig({ dev: true });
+    assert.equal(c.domain, 'consul');
+    assert.deepEqual(c.dns, {
+      nodeTtlS: 0,
+      serviceTtlS: {},
+      onlyPassing: false,
+      enableTruncate: false,
+      udpAnswerLimit: 3,
+      aRecordLimit: 0,
+      allowStale: true,
+    });
+    assert.equal(c.enableScriptChecks, false);
+    assert.deepEqual(c.serviceDefinitions, []);
+  });
+
+  test('dns_config, domain and definitions are read; single and listed definitions add up across files', () => {
+    const c = buildConfig({
+      dev: true,
+      configFile: [
+        configFile({
+          domain: 'Example.',
+          dns_config: {
+            node_ttl: '1m30s',
+            service_ttl: { '*': '5s', web: 30 },
+            only_passing: true,
+            enable_truncate: true,
+            udp_answer_limit: 5,
+          },
+          enable_script_checks: true,
+          service: { name: 'a' },
+          checks: [{ id: 'c1' }],
+        }),
+        configFile({ service: { name: 'b' }, services: [{ name: 'c' }] }),
+      ],
+    });
+    assert.equal(c.domain, 'example');
+    assert.equal(c.dns.nodeTtlS, 90);
+    assert.deepEqual(c.dns.serviceTtlS, { '*': 5, web: 30 });
+    assert.equal(c.dns.onlyPassing, true);
+    assert.equal(c.dns.enableTruncate, true);
+    assert.equal(c.dns.udpAnswerLimit, 5);
+    assert.equal(c.enableScriptChecks, true);
+    assert.deepEqual(c.serviceDefinitions.map((d) => (d as { name: string }).name).sort(), ['a', 'b', 'c']);
+    assert.deepEqual(c.checkDefinitions, [{ id: 'c1' }]);
+  });
+
+  test('bad DNS settings are errors naming the key', () => {
+    for (const [dns, pattern] of [
+      [{ node_ttl: 'soon' }, /dns_config.node_ttl/],
+      [{ udp_answer_limit: -1 }, /udp_answer_limit/],
+      [{ only_passing: 'yes' }, /only_passing/],
+      [{ nonsense: 1 }, /unknown dns_config key "nonsense"/],
+    ] as const) {
+      assert.throws(() => buildConfig({ dev: true, configFile: [configFile({ dns_config: dns })] }), pattern);
+    }
+    assert.throws(
+      () => buildConfig({ dev: true, configFile: [configFile({ recursors: ['8.8.8.8'] })] }),
+      /recursors are not supported/,
+    );
+    assert.throws(
+      () => buildConfig({ dev: true, configFile: [configFile({ services: {} })] }),
+      /services must be a list/,
+    );
+  });
+});
