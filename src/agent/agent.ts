@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { createConsulHttp } from '../api/consul/http.js';
+import { type DnsServer, startDnsServer } from '../api/dns/dns-server.js';
 import { startEtcdApi } from '../api/etcd/etcd-api.js';
 import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
@@ -16,6 +17,7 @@ export class Agent {
   readonly server: ConclaveServer;
   private http: FastifyInstance | null = null;
   private etcd: { port: number; close: () => Promise<void> } | null = null;
+  private dns: DnsServer | null = null;
   private stopping: Promise<void> | null = null;
   /** Resolves when the agent has stopped, for whoever waits to exit the process. */
   readonly stopped: Promise<void>;
@@ -93,6 +95,21 @@ export class Agent {
         `cannot serve HTTP on ${this.config.clientAddr}:${this.config.ports.http}: ${(err as Error).message}`,
       );
     }
+    try {
+      this.dns = await startDnsServer({
+        server: this.server,
+        config: { domain: this.config.domain, datacenter: this.config.datacenter, dns: this.config.dns },
+        host: this.config.clientAddr,
+        port: this.config.ports.dns,
+        log: this.log,
+      });
+    } catch (err) {
+      await this.closeHttp();
+      await this.server.stop();
+      throw new Error(
+        `cannot serve DNS on ${this.config.clientAddr}:${this.config.ports.dns}: ${(err as Error).message}`,
+      );
+    }
     if (this.config.dev) await this.awaitOwnCatalogEntry(3000);
     const address = this.http.server.address();
     this.httpPort = typeof address === 'object' && address ? address.port : this.config.ports.http;
@@ -104,6 +121,8 @@ export class Agent {
       http_port: this.httpPort,
       etcd: `${this.config.clientAddr}:${this.etcd?.port}`,
       etcd_port: this.etcd?.port,
+      dns: `${this.config.clientAddr}:${this.dns?.port}`,
+      dns_port: this.dns?.port,
       server: this.server.serverAddress,
       server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
     });
@@ -156,6 +175,9 @@ export class Agent {
     const etcd = this.etcd;
     this.etcd = null;
     if (etcd) await etcd.close();
+    const dns = this.dns;
+    this.dns = null;
+    if (dns) await dns.close();
     const http = this.http;
     this.http = null;
     if (!http) return;
