@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { DnsConfig } from '../../agent/config.js';
 import type { Logger } from '../../server/logger.js';
-import type { ConclaveServer } from '../../server/server.js';
+import type { Catalog } from '../../store/catalog.js';
 import { type DnsSource, handleQuery, type Transport } from './handler.js';
 
 /**
@@ -10,9 +10,18 @@ import { type DnsSource, handleQuery, type Transport } from './handler.js';
  * sockets only move bytes: what a query means is handler.ts's job.
  */
 
+/** What DNS needs of a ConclaveServer (tests pass a store of their own). */
+export interface DnsBackend {
+  readonly store: { readonly catalog: Catalog };
+  /** The servers, whose node names the zone's NS records give. */
+  raftConfiguration(): { servers: { name: string }[] };
+  /** Resolves when local reads reflect every acknowledged write (for allow_stale=false). */
+  readBarrier(): Promise<void>;
+}
+
 export interface DnsServerOptions {
   /** The server whose replicated catalog is answered from. */
-  server: Pick<ConclaveServer, 'store' | 'raftConfiguration' | 'readBarrier'>;
+  server: DnsBackend;
   config: { domain: string; datacenter: string; dns: DnsConfig };
   host: string;
   /** 0 picks a free port shared by UDP and TCP. */
