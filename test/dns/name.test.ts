@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { addrLabel, parseName } from '../../src/api/dns/name.js';
+import { addrLabel, parseName, parseReverse } from '../../src/api/dns/name.js';
 
 const zone = { domain: 'consul', datacenter: 'dc1' };
 
@@ -86,5 +86,15 @@ describe('DNS name parsing', () => {
     assert.equal(addrLabel('::ffff:10.0.0.1', 6), '00000000000000000000ffff0a000001');
     assert.deepEqual(parseName('0a0d.addr.consul', zone), { kind: 'unknown' });
     assert.deepEqual(parseName('zz000d0a.addr.consul', zone), { kind: 'unknown' });
+  });
+
+  test('reverse names', () => {
+    assert.equal(parseReverse('1.0.0.10.in-addr.arpa'), '10.0.0.1');
+    assert.equal(parseReverse('1.0.0.10.IN-ADDR.ARPA.'), '10.0.0.1');
+    assert.equal(parseReverse('1.0.10.in-addr.arpa'), null);
+    assert.equal(parseReverse('1.0.0.256.in-addr.arpa'), null);
+    const nibbles = '20010db8000000000000000000000001'.split('').reverse().join('.');
+    assert.equal(parseReverse(`${nibbles}.ip6.arpa`), '2001:0db8:0000:0000:0000:0000:0000:0001');
+    assert.equal(parseReverse('web.service.consul'), null);
   });
 });

@@ -262,4 +262,14 @@ describe('DNS resolution from the catalog', () => {
     assert.equal(a.rcode, 'NOERROR');
     assert.equal(a.authorities[0]?.type, 'SOA');
   });
+
+  test('reverse lookups: PTR to the node, else to the service with that address; unknown is REFUSED', () => {
+    const fixture = webFixture().service('n9', '2001:db8::9', { id: 'v6', service: 'six', port: 1 });
+    const ptr = (name: string) => ask(fixture, name, 'PTR');
+    assert.deepEqual(data(ptr('2.0.0.10.in-addr.arpa').groups), ['n2.node.dc1.consul']);
+    assert.deepEqual(data(ptr('5.1.168.192.in-addr.arpa').groups), ['db.service.consul']);
+    const nibbles = '20010db8000000000000000000000009'.split('').reverse().join('.');
+    assert.deepEqual(data(ptr(`${nibbles}.ip6.arpa`).groups), ['n9.node.dc1.consul']);
+    assert.equal(ptr('7.7.7.7.in-addr.arpa').rcode, 'REFUSED');
+  });
 });

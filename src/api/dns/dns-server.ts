@@ -39,6 +39,8 @@ const BIND_ATTEMPTS = 8;
 /** RFC 7766 §6.2.3: close idle TCP connections; clients reopen. */
 const TCP_IDLE_MS = 10_000;
 const TCP_CONNECTIONS_MAX = 256;
+/** UDP queries in flight (waiting on a read barrier with allow_stale=false); beyond, drop: clients retry. */
+const UDP_PENDING_MAX = 1024;
 /** Queries in flight on one TCP connection (RFC 7766 pipelining), beyond which reading pauses. */
 const TCP_PENDING_MAX = 16;
 
@@ -125,13 +127,20 @@ type Answer = (query: Buffer, transport: Transport) => Promise<Buffer | null>;
 
 function serve(udp: dgram.Socket, tcp: net.Server, port: number, answer: Answer, log: Logger): DnsServer {
   udp.on('error', (err) => log.warn('dns udp socket error', { error: err.message }));
+  let udpPending = 0;
   udp.on('message', (message, remote) => {
-    answer(message, 'udp').then(
-      (reply) => {
-        if (reply) udp.send(reply, remote.port, remote.address);
-      },
-      (err: unknown) => log.warn('dns query failed', { error: String(err) }),
-    );
+    if (udpPending >= UDP_PENDING_MAX) return;
+    udpPending++;
+    answer(message, 'udp')
+      .then(
+        (reply) => {
+          if (reply) udp.send(reply, remote.port, remote.address);
+        },
+        (err: unknown) => log.warn('dns query failed', { error: String(err) }),
+      )
+      .finally(() => {
+        udpPending--;
+      });
   });
 
   const connections = new Set<net.Socket>();

@@ -110,6 +110,33 @@ export function addrLabel(address: string, family: 4 | 6): string {
   return expandIpv6(address).join('');
 }
 
+/**
+ * The address a reverse name stands for (RFC 1035 §3.5 in-addr.arpa, RFC 3596 §2.5 ip6.arpa),
+ * or null. Consul answers these with PTR records for nodes and services it knows.
+ */
+export function parseReverse(name: string): string | null {
+  const labels = labelsOf(name);
+  const tail = labels.slice(-2).join('.');
+  const digits = labels.slice(0, -2).reverse();
+  if (tail === 'in-addr.arpa') {
+    if (digits.length !== 4 || !digits.every((d) => /^\d{1,3}$/.test(d) && Number(d) <= 255)) return null;
+    return digits.map(Number).join('.');
+  }
+  if (tail === 'ip6.arpa') {
+    if (digits.length !== 32 || !digits.every((d) => /^[0-9a-f]$/.test(d))) return null;
+    const groups = [];
+    for (let i = 0; i < 32; i += 4) groups.push(digits.slice(i, i + 4).join(''));
+    return groups.join(':');
+  }
+  return null;
+}
+
+/** Whether two IP address texts name the same address ("2001:db8::1" and "2001:0db8:0:0:0:0:0:1" do). */
+export function sameAddress(a: string, b: string, family: 4 | 6): boolean {
+  if (a === b) return true;
+  return family === 6 && b.includes(':') && expandIpv6(a).join(':') === expandIpv6(b).join(':');
+}
+
 /** An IPv6 address as 8 groups of 4 hex digits ("::1" -> 0000 ... 0001). */
 function expandIpv6(address: string): string[] {
   let text = address.toLowerCase();

@@ -4,7 +4,7 @@ import type { DnsConfig } from '../../agent/config.js';
 import type { Catalog, ServiceEntry } from '../../store/catalog.js';
 import { isServable, srvWeight } from './health.js';
 import { findInstances, findNode } from './lookup.js';
-import { addrLabel, type DnsName, parseName, type Zone } from './name.js';
+import { addrLabel, type DnsName, parseName, parseReverse, sameAddress, type Zone } from './name.js';
 import { addressRecords, metaRecords, soaRecord, targetRecords } from './records.js';
 
 /**
@@ -48,7 +48,7 @@ export function resolve(
   options: ResolveOptions,
 ): Resolution {
   const target = parseName(question.name, options.zone);
-  if (target.kind === 'outside') return { rcode: 'REFUSED', groups: [], authorities: [] };
+  if (target.kind === 'outside') return reverse(question, source.catalog, options);
   const found = answer(target, question, source, options);
   if (found === null) return { rcode: 'NXDOMAIN', groups: [], authorities: [soa(options)] };
   let groups = found;
@@ -57,6 +57,46 @@ export function resolve(
   if (limit > 0 && ['A', 'AAAA', 'ANY'].includes(question.type)) groups = groups.slice(0, limit);
   // NODATA: the name exists, nothing of this type; the SOA tells resolvers how long to cache that.
   return { rcode: 'NOERROR', groups, authorities: groups.length === 0 ? [soa(options)] : [] };
+}
+
+/**
+ * Names outside the zone: we do not recurse, so REFUSED, except reverse names of addresses in the
+ * catalog, which Consul answers with a PTR to the node, else to the service with that address.
+ */
+function reverse(
+  question: { name: string; type: string },
+  catalog: Catalog,
+  options: ResolveOptions,
+): Resolution {
+  const refused: Resolution = { rcode: 'REFUSED', groups: [], authorities: [] };
+  const address = parseReverse(question.name);
+  if (address === null) return refused;
+  const family = address.includes(':') ? 6 : 4;
+  const { domain, datacenter } = options.zone;
+  let pointer: { target: string; ttl: number } | null = null;
+  for (const node of catalog.nodes.values()) {
+    if (sameAddress(address, node.address, family)) {
+      pointer = { target: `${node.node}.node.${datacenter}.${domain}`, ttl: options.dns.nodeTtlS };
+      break;
+    }
+  }
+  for (const services of pointer === null ? catalog.services.values() : []) {
+    for (const service of services.values()) {
+      if (service.address === '' || !sameAddress(address, service.address, family)) continue;
+      pointer = {
+        target: `${service.service}.service.${domain}`,
+        ttl: serviceTtl(options.dns.serviceTtlS, service.service.toLowerCase()),
+      };
+      break;
+    }
+    if (pointer !== null) break;
+  }
+  if (pointer === null || !isValidName(pointer.target)) return refused;
+  const groups =
+    question.type === 'PTR' || question.type === 'ANY'
+      ? [alone({ type: 'PTR', name: question.name, ttl: pointer.ttl, data: pointer.target })]
+      : [];
+  return { rcode: 'NOERROR', groups, authorities: [] };
 }
 
 function soa(options: ResolveOptions): Answer {
