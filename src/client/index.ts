@@ -1,4 +1,16 @@
-// Service discovery with client-side load balancing, over Consul's HTTP API only.
+/**
+ * Service discovery with client-side load balancing, over Consul's HTTP API only (an agent of
+ * Conclave or of Consul):
+ *
+ *   const lb = LoadBalancer.forService({ agent: 'http://127.0.0.1:8500', service: 'api',
+ *     picker: new LeastRequestsPicker() });
+ *   await lb.ready();
+ *   const body = await lb.run((i) => fetch(`http://${i.address}:${i.port}/v1/thing`));
+ *   await lb.close();
+ *
+ * Pickers: RoundRobinPicker, WeightedRandomPicker (Consul Weights), LeastRequestsPicker
+ * (requests in flight through run() or acquire()), HashRingPicker (pick(key) / run(fn, key)).
+ */
 export { Backoff, type BackoffOptions } from './backoff.js';
 export { nextBlockingIndex } from './blocking-index.js';
 export { type Hash32, sha256Hash32 } from './hash.js';

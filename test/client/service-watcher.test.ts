@@ -118,6 +118,24 @@ test('an index that goes backwards restarts from 0; an index of 0 or none blocks
   );
 });
 
+test('rate limit: two queries at once, then one per interval while results churn', async () => {
+  // The clock stands still, so the bucket never refills: each further query waits one more interval.
+  const { consul, watcher, sleeps } = await harness({
+    rateLimitIntervalMs: 1000,
+    rateLimitBurst: 2,
+    now: () => 0,
+  });
+  consul.set([entry('a', 'web-1')], 3);
+  watcher.start();
+  await until(() => consul.heldCount === 1, 'the blocking query');
+  assert.deepEqual(sleeps, [], 'the burst: no wait for the first read and the first blocking query');
+  consul.set([entry('b', 'web-2')], 4);
+  await until(() => consul.heldCount === 1 && consul.requests.length === 3, 'the third query');
+  consul.set([entry('c', 'web-3')], 5);
+  await until(() => consul.heldCount === 1 && consul.requests.length === 4, 'the fourth query');
+  assert.deepEqual(sleeps, [1000, 2000]);
+});
+
 test('errors: back-off grows with jitter up to its bound, the last set is kept, index re-read', async () => {
   const { consul, watcher, errors, sleeps, changes } = await harness({
     backoffInitialMs: 100,
