@@ -106,6 +106,18 @@ describe('DNS messages', () => {
       questions: [{ name: 'version.bind', type: 'TXT', class: 'CH' }],
     });
     assert.equal(decode(handle(fixture, chaos)!).rcode, 'REFUSED');
+    const odd = query('web.service.consul', 'A');
+    odd.writeUInt16BE(77, odd.length - 2);
+    const refused = decode(handle(fixture, odd)!);
+    assert.ok(['REFUSED', 'SERVFAIL'].includes(refused.rcode), refused.rcode);
+  });
+
+  test('ANY for a service gives its addresses', () => {
+    const fixture = new CatalogFixture()
+      .service('n1', '10.0.0.1', { id: 'a', service: 'web', port: 80 })
+      .service('n2', '2001:db8::2', { id: 'b', service: 'web', port: 80 });
+    const response = decode(handle(fixture, query('web.service.consul', 'ANY'))!);
+    assert.deepEqual(response.answers!.map((a) => a.type).sort(), ['A', 'AAAA']);
   });
 
   test('an unknown record type is NODATA, echoed as asked', () => {

@@ -46,6 +46,20 @@ export function handleQuery(query: Buffer, context: QueryContext): Buffer | null
   } catch {
     return headerOnly(id, requestFlags, 'FORMERR');
   }
+  try {
+    return answerDecoded(decoded, id, requestFlags, context);
+  } catch {
+    // Whatever dns-packet cannot encode back (an odd class, a catalog value) costs one query.
+    return headerOnly(id, requestFlags, 'SERVFAIL');
+  }
+}
+
+function answerDecoded(
+  decoded: packet.DecodedPacket,
+  id: number,
+  requestFlags: number,
+  context: QueryContext,
+): Buffer {
   const echoFlags = requestFlags & (OPCODE_MASK | FLAG_RD);
   const questions = decoded.questions ?? [];
   const opts = (decoded.additionals ?? []).filter((r): r is packet.OptAnswer => r.type === 'OPT');
@@ -82,12 +96,7 @@ export function handleQuery(query: Buffer, context: QueryContext): Buffer | null
     nowS: context.nowS,
     random: context.random,
   });
-  try {
-    return encodeFitted(resolution, context, maxBytes(context.transport, opt), reply);
-  } catch {
-    // A catalog value dns-packet cannot encode must cost one query, not the server.
-    return reply('SERVFAIL');
-  }
+  return encodeFitted(resolution, context, maxBytes(context.transport, opt), reply);
 }
 
 /** The response size a client can take: 512 over plain UDP, its EDNS0 buffer (capped) if it sent one. */
