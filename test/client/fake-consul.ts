@@ -167,7 +167,7 @@ export class FakeConsul {
 }
 
 /** Waits until `condition()` holds, checking every 5 ms, at most `tries` times. Not a timing assertion. */
-export async function until(condition: () => boolean, what: string, tries = 1000): Promise<void> {
+export async function until(condition: () => boolean, what: string, tries = 3000): Promise<void> {
   for (let i = 0; i < tries; i++) {
     if (condition()) return;
     await new Promise((resolve) => setTimeout(resolve, 5));
