@@ -272,4 +272,16 @@ describe('DNS resolution from the catalog', () => {
     assert.deepEqual(data(ptr(`${nibbles}.ip6.arpa`).groups), ['n9.node.dc1.consul']);
     assert.equal(ptr('7.7.7.7.in-addr.arpa').rcode, 'REFUSED');
   });
+
+  test('an instance whose SRV target would not be a valid DNS name is left out of SRV answers', () => {
+    const fixture = new CatalogFixture()
+      .service('ok', '10.0.0.1', { id: 'a', service: 'web', port: 80 })
+      .service('n'.repeat(64), '10.0.0.2', { id: 'b', service: 'web', port: 81 });
+    const srv = ask(fixture, 'web.service.consul', 'SRV');
+    assert.deepEqual(
+      srv.groups.map((g) => (g.answer.type === 'SRV' ? g.answer.data.target : '')),
+      ['ok.node.dc1.consul'],
+    );
+    assert.equal(ask(fixture, 'web.service.consul', 'A').groups.length, 2, 'A answers need no target name');
+  });
 });
