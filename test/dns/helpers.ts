@@ -74,14 +74,15 @@ let nextId = 1;
 
 export function query(
   name: string,
-  type: packet.RecordType,
+  type: packet.RecordType | 'ANY',
   options: { edns?: number; id?: number } = {},
 ): Buffer {
   const message: packet.Packet = {
     type: 'query',
     id: options.id ?? nextId++ & 0xffff,
     flags: packet.RECURSION_DESIRED,
-    questions: [{ name, type, class: 'IN' }],
+    // dns-packet encodes ANY (255) though its types leave it out.
+    questions: [{ name, type: type as packet.RecordType, class: 'IN' }],
   };
   if (options.edns !== undefined) {
     message.additionals = [
