@@ -260,6 +260,8 @@ export async function startConclave(
       '0',
       '-etcd-port',
       '0',
+      '-dns-port',
+      '0',
       '-bootstrap-expect',
       '3',
       '-log-json',

@@ -6,7 +6,10 @@ import { startEtcdApi } from '../api/etcd/etcd-api.js';
 import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, ConfigError } from './config.js';
+import { AntiEntropy } from './local/anti-entropy.js';
+import { serverCatalogAccess } from './local/catalog-access.js';
+import { LocalState } from './local/local-state.js';
 
 /**
  * A running agent: one server plus the APIs on its client address. `-dev` keeps everything in
@@ -18,6 +21,8 @@ export class Agent {
   private http: FastifyInstance | null = null;
   private etcd: { port: number; close: () => Promise<void> } | null = null;
   private dns: DnsServer | null = null;
+  readonly local: LocalState;
+  private antiEntropy: AntiEntropy | null = null;
   private stopping: Promise<void> | null = null;
   /** Resolves when the agent has stopped, for whoever waits to exit the process. */
   readonly stopped: Promise<void>;
@@ -54,6 +59,38 @@ export class Agent {
     };
     if (config.advertiseAddr) serverOptions.advertiseHost = config.advertiseAddr;
     this.server = new ConclaveServer(serverOptions);
+    this.local = new LocalState({
+      nodeName: config.nodeName,
+      dataDir: config.dev ? null : config.dataDir,
+      enableScriptChecks: config.enableScriptChecks,
+      enableLocalScriptChecks: config.enableLocalScriptChecks,
+      deps: {
+        aliasSource: (node, serviceId) => {
+          const catalog = this.server.store.catalog;
+          if (!catalog.nodes.has(node)) return null;
+          const checks = catalog.nodeChecks(node);
+          if (serviceId === '') return checks;
+          if (!catalog.nodeServices(node).some((s) => s.id === serviceId)) return null;
+          return checks.filter((c) => c.serviceId === '' || c.serviceId === serviceId);
+        },
+      },
+      log,
+    });
+    // Config-file definitions are checked at startup: a bad one is a one-line error, as a bad flag is.
+    for (const [kind, list] of [
+      ['service', config.serviceDefinitions],
+      ['check', config.checkDefinitions],
+    ] as const) {
+      for (const def of list) {
+        try {
+          if (kind === 'service') this.local.addService(def, 'config');
+          else this.local.addCheck(def, 'config');
+        } catch (err) {
+          this.local.stop();
+          throw new ConfigError(`config file: ${kind} ${JSON.stringify(def)}: ${(err as Error).message}`);
+        }
+      }
+    }
   }
 
   async start(): Promise<void> {
@@ -83,6 +120,7 @@ export class Agent {
         nodeName: this.config.nodeName,
         datacenter: this.config.datacenter,
         leave: () => this.leave(),
+        local: this.local,
       },
       options: { maxValueBytes: this.config.kvMaxValueSize, log: this.log },
     });
@@ -110,6 +148,23 @@ export class Agent {
         `cannot serve DNS on ${this.config.clientAddr}:${this.config.ports.dns}: ${(err as Error).message}`,
       );
     }
+    this.local.loadPersisted();
+    this.local.start();
+    const nodeAddress = this.config.advertiseAddr ?? this.config.bindAddr;
+    this.antiEntropy = new AntiEntropy(this.local, serverCatalogAccess(this.server), {
+      node: {
+        node: this.config.nodeName,
+        id: this.server.id,
+        address: nodeAddress,
+        datacenter: this.config.datacenter,
+        taggedAddresses: { lan: nodeAddress, lan_ipv4: nodeAddress, wan: nodeAddress, wan_ipv4: nodeAddress },
+        meta: {},
+      },
+      fullSyncMs: 60_000,
+      checkUpdateIntervalMs: 5 * 60_000,
+      log: this.log,
+    });
+    this.antiEntropy.start();
     if (this.config.dev) await this.awaitOwnCatalogEntry(3000);
     const address = this.http.server.address();
     this.httpPort = typeof address === 'object' && address ? address.port : this.config.ports.http;
@@ -172,6 +227,8 @@ export class Agent {
   exitCode = 0;
 
   private async closeHttp(): Promise<void> {
+    this.antiEntropy?.stop();
+    this.local.stop();
     const etcd = this.etcd;
     this.etcd = null;
     if (etcd) await etcd.close();

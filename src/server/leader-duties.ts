@@ -147,7 +147,13 @@ export class LeaderDuties {
       if (node?.address === host && node.id === id && check?.status === status) continue;
       this.once(`reconcile:${info.name}`, {
         type: 'catalogRegister',
-        node: { node: info.name, id, address: host },
+        // The agent's anti-entropy owns tagged addresses and meta: keep what it wrote.
+        node: {
+          node: info.name,
+          id,
+          address: host,
+          ...(node ? { taggedAddresses: node.taggedAddresses, meta: node.meta } : {}),
+        },
         checks: [
           {
             checkId: SERF_HEALTH.checkId,

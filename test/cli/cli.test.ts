@@ -192,7 +192,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-const DEV = ['agent', '-dev', '-http-port', '0', '-server-port', '0'];
+const DEV = ['agent', '-dev', '-http-port', '0', '-server-port', '0', '-etcd-port', '0', '-dns-port', '0'];
 
 describe('bad command lines fail with one line on stderr', { concurrency: 4, timeout: 120_000 }, () => {
   const regularFile = join(tmp, 'regular-file');
@@ -394,7 +394,7 @@ describe('a dev agent driven through the CLI', () => {
 
 describe('agent shutdown', () => {
   test('a second signal (shutdown) stops an agent whose leave hangs', { timeout: 30_000 }, async () => {
-    const config = buildConfig({ dev: true, node: 'n1', httpPort: '0', serverPort: '0' });
+    const config = buildConfig({ dev: true, node: 'n1', httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0' });
     const agent = new Agent(config, silentLogger);
     await agent.start();
     try {

@@ -72,6 +72,8 @@ export class AgentProcess {
       String(this.serverPort),
       '-etcd-port',
       String(this.etcdPort),
+      '-dns-port',
+      '0',
       '-raft-tick-ms',
       '50',
       '-log-json',

@@ -28,6 +28,8 @@ before(async () => {
       '0',
       '-etcd-port',
       '0',
+      '-dns-port',
+      '0',
       '-log-json',
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },

@@ -1,5 +1,6 @@
 import { RetryableError } from '../../server/raft-host.js';
 import { StoreError, StoreErrorCode } from '../../store/index.js';
+import { FilterError } from './filter.js';
 
 /**
  * Consul's HTTP error shape: a status code and a plain-text body (no JSON envelope). The
@@ -20,6 +21,8 @@ export function badRequest(message: string): HttpError {
 
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  // Consul answers a bad ?filter= expression with 400.
+  if (err instanceof FilterError) return new HttpError(400, err.message);
   if (err instanceof RetryableError) {
     switch (err.code) {
       case 'no-leader':

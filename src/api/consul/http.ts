@@ -1,9 +1,13 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { LocalState } from '../../agent/local/local-state.js';
 import type { Logger } from '../../server/logger.js';
 import type { ConclaveServer } from '../../server/server.js';
 import type { WaitTarget } from '../../store/index.js';
 import { registerAgentRoutes } from './agent.js';
+import { registerAgentServiceRoutes } from './agent-services.js';
+import { registerCatalogRoutes } from './catalog.js';
 import { badRequest, HttpError, toHttpError } from './errors.js';
+import { registerHealthRoutes } from './health.js';
 import { registerKvRoutes } from './kv.js';
 import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
 import { registerSessionRoutes } from './session.js';
@@ -16,6 +20,8 @@ export interface AgentControl {
   datacenter: string;
   /** Leave the cluster gracefully; the process exits once the answer is sent. */
   leave(): Promise<void>;
+  /** The agent's own services and checks. */
+  local: LocalState;
 }
 
 export interface ConsulHttpOptions {
@@ -87,6 +93,9 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
   registerAgentRoutes(app, ctx);
   registerSessionRoutes(app, ctx);
   registerTxnRoutes(app, ctx);
+  registerCatalogRoutes(app, ctx);
+  registerHealthRoutes(app, ctx);
+  registerAgentServiceRoutes(app, ctx, ctx.agent.local);
   return app;
 }
 

@@ -67,3 +67,22 @@ export function setIndexHeaders(
   // How stale a follower's answer may be; 0 on the leader (and for reads after a read barrier).
   reply.header('X-Consul-LastContact', String(Math.max(0, server.lastContactMs())));
 }
+
+/** Every value of a repeatable parameter (`?tag=a&tag=b`). */
+export function allParams(q: Query, name: string): string[] {
+  const v = (q as Record<string, string | string[] | undefined>)[name];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+/** Consul's `?node-meta=key:value` pairs (repeatable; every pair must match). */
+export function nodeMetaParams(q: Query): [string, string][] {
+  return allParams(q, 'node-meta').map((pair) => {
+    const i = pair.indexOf(':');
+    return i < 0 ? [pair, ''] : [pair.slice(0, i), pair.slice(i + 1)];
+  });
+}
+
+export function matchesNodeMeta(meta: Record<string, string>, pairs: [string, string][]): boolean {
+  return pairs.every(([k, v]) => meta[k] === v);
+}

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ConsulKvOp, Result } from '../../store/index.js';
 import { utf8 } from '../../store/index.js';
+import { field } from './decode.js';
 import { badRequest, HttpError } from './errors.js';
 import type { ConsulContext } from './http.js';
 import { toConsulEntry } from './kv.js';
@@ -14,12 +15,6 @@ import { formatSessionId, parseSessionId } from './session-id.js';
 
 /** Consul's limit on operations per transaction (txn_max_req_len is separate: the body limit). */
 const MAX_OPS = 64;
-
-/** Field lookup with Consul's case-insensitive JSON decoding. */
-function field(obj: Record<string, unknown>, name: string): unknown {
-  const key = Object.keys(obj).find((k) => k.toLowerCase() === name.toLowerCase());
-  return key === undefined ? undefined : obj[key];
-}
 
 function str(v: unknown, what: string, opIndex: number): string {
   if (v === undefined || v === null) return '';

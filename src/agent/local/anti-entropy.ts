@@ -1,0 +1,220 @@
+import type { Logger } from '../../server/logger.js';
+import type {
+  CatalogCheck,
+  CatalogNode,
+  CatalogService,
+  CheckInput,
+  NodeInput,
+  ServiceInput,
+} from '../../store/index.js';
+import type { LocalCheck, LocalState } from './local-state.js';
+
+/**
+ * Anti-entropy (Consul's agent/ae): the agent's local services and checks are the truth; the
+ * catalog's entries for this node are made to match them, on every local change and by a
+ * periodic full comparison that also repairs drift (a leader change, a restore, someone
+ * deregistering our services through the catalog API). A check whose output alone changed is
+ * synced at most once per check_update_interval, so chatty checks do not write to Raft on
+ * every run (Consul #1244); status changes go at once.
+ */
+
+export interface NodeView {
+  node: CatalogNode | undefined;
+  services: CatalogService[];
+  checks: CatalogCheck[];
+}
+
+export type CatalogWrite =
+  | { type: 'catalogRegister'; node: NodeInput; service?: ServiceInput; checks?: CheckInput[] }
+  | { type: 'catalogDeregister'; node: string; serviceId?: string; checkId?: string };
+
+/** How anti-entropy reaches the catalog: in-process on a server, over HTTP on a client agent. */
+export interface CatalogAccess {
+  nodeView(node: string): Promise<NodeView>;
+  write(command: CatalogWrite): Promise<void>;
+  /** Calls back whenever this node's catalog entries change (optional); returns a canceller. */
+  watchNode?(node: string, onChange: () => void): () => void;
+}
+
+export interface AntiEntropyOptions {
+  node: Required<Pick<NodeInput, 'node' | 'id' | 'address' | 'datacenter' | 'taggedAddresses' | 'meta'>>;
+  /** Full comparison period (Consul: about a minute, scaled up in large clusters). */
+  fullSyncMs: number;
+  /** Consul's check_update_interval: output-only changes wait this long (default 5 minutes). */
+  checkUpdateIntervalMs: number;
+  log: Logger;
+}
+
+/** Checks the agent does not own, kept out of its comparisons: the leader maintains them. */
+const FOREIGN_CHECKS = new Set(['serfHealth']);
+
+export class AntiEntropy {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private readonly outputSyncedAt = new Map<string, number>();
+  /** Successful syncs so far (tests wait on it). */
+  syncs = 0;
+
+  constructor(
+    private readonly local: LocalState,
+    private readonly catalog: CatalogAccess,
+    private readonly options: AntiEntropyOptions,
+  ) {}
+
+  private unwatch: () => void = () => {};
+
+  start(): void {
+    this.local.onChange = () => this.trigger();
+    // Where the catalog can tell us of changes to our node, drift is repaired at once instead of
+    // at the next full sync (a sync that finds nothing to do only reads).
+    this.unwatch = this.catalog.watchNode?.(this.options.node.node, () => this.trigger(50)) ?? (() => {});
+    this.trigger();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unwatch();
+    clearTimeout(this.timer);
+  }
+
+  /** Sync soon; changes that arrive during a sync cause one more. */
+  trigger(delayMs = 10): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.run(), delayMs);
+  }
+
+  /** One full sync now; resolves when it is done (or failed, logged). */
+  async syncNow(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      await this.running;
+    }
+    await this.run();
+  }
+
+  private run(): Promise<void> {
+    if (this.running) return this.running;
+    this.running = (async () => {
+      let retryMs = this.jittered(this.options.fullSyncMs);
+      try {
+        await this.sync();
+        this.syncs++;
+      } catch (err) {
+        this.options.log.debug('anti-entropy sync failed; retrying', { error: String(err) });
+        retryMs = 1000 + Math.random() * 2000;
+      } finally {
+        this.running = null;
+      }
+      if (this.stopped) return;
+      if (this.again) {
+        this.again = false;
+        this.trigger(0);
+      } else {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => this.run(), retryMs);
+      }
+    })();
+    return this.running;
+  }
+
+  private jittered(ms: number): number {
+    return ms + Math.random() * (ms / 4);
+  }
+
+  private async sync(): Promise<void> {
+    const name = this.options.node.node;
+    const view = await this.catalog.nodeView(name);
+    const node = this.options.node;
+    if (!view.node || !sameNode(view.node, node)) await this.catalog.write({ type: 'catalogRegister', node });
+
+    const inCatalog = new Map(view.services.map((s) => [s.id, s]));
+    for (const [id, entry] of this.local.services) {
+      const existing = inCatalog.get(id);
+      if (existing && sameService(existing, entry.service)) continue;
+      await this.catalog.write({ type: 'catalogRegister', node, service: entry.service });
+    }
+    for (const id of inCatalog.keys()) {
+      if (!this.local.services.has(id))
+        await this.catalog.write({ type: 'catalogDeregister', node: name, serviceId: id });
+    }
+
+    const checksInCatalog = new Map(view.checks.map((c) => [c.checkId, c]));
+    const now = Date.now();
+    for (const [id, check] of this.local.checks) {
+      if (check.def.serviceId !== '' && !this.local.services.has(check.def.serviceId)) continue;
+      const existing = checksInCatalog.get(id);
+      if (existing && sameCheck(existing, check)) {
+        if (existing.output === check.output) continue;
+        // Output alone changed: wait for check_update_interval since this check's last output sync.
+        const last = this.outputSyncedAt.get(id) ?? 0;
+        if (now - last < this.options.checkUpdateIntervalMs) continue;
+      }
+      this.outputSyncedAt.set(id, now);
+      await this.catalog.write({ type: 'catalogRegister', node, checks: [checkInput(check)] });
+    }
+    for (const id of checksInCatalog.keys()) {
+      if (FOREIGN_CHECKS.has(id) || this.local.checks.has(id)) continue;
+      await this.catalog.write({ type: 'catalogDeregister', node: name, checkId: id });
+      this.outputSyncedAt.delete(id);
+    }
+  }
+}
+
+function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+function sameNode(c: CatalogNode, n: AntiEntropyOptions['node']): boolean {
+  return (
+    c.address === n.address &&
+    c.id === n.id &&
+    sameRecord(c.taggedAddresses, n.taggedAddresses) &&
+    sameRecord(c.meta, n.meta)
+  );
+}
+
+function sameService(c: CatalogService, s: ServiceInput): boolean {
+  return (
+    c.service === s.service &&
+    c.address === (s.address ?? '') &&
+    c.port === (s.port ?? 0) &&
+    c.kind === (s.kind ?? '') &&
+    c.enableTagOverride === (s.enableTagOverride ?? false) &&
+    c.weights.passing === (s.weights?.passing ?? 1) &&
+    c.weights.warning === (s.weights?.warning ?? 1) &&
+    c.tags.length === (s.tags ?? []).length &&
+    c.tags.every((t, i) => t === s.tags?.[i]) &&
+    sameRecord(c.meta, s.meta ?? {})
+  );
+}
+
+/** Everything but the output, which check_update_interval governs. */
+function sameCheck(c: CatalogCheck, l: LocalCheck): boolean {
+  return (
+    c.status === l.status &&
+    c.name === l.def.name &&
+    c.notes === l.def.notes &&
+    c.serviceId === l.def.serviceId &&
+    c.type === l.def.type
+  );
+}
+
+function checkInput(l: LocalCheck): CheckInput {
+  return {
+    checkId: l.def.id,
+    name: l.def.name,
+    status: l.status,
+    notes: l.def.notes,
+    output: l.output,
+    serviceId: l.def.serviceId,
+    type: l.def.type,
+  };
+}

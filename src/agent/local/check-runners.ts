@@ -1,0 +1,302 @@
+import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { HealthStatus } from '../../store/index.js';
+import type { CheckDefinition } from './definitions.js';
+
+/**
+ * The check types that run on the agent: HTTP, TCP, gRPC health, script and alias. Each runner
+ * probes on its interval and hands every result to `report`; thresholds and output limits are
+ * the caller's (see StatusHandler). TTL checks have no runner: their results come from the API.
+ */
+
+export type Report = (status: HealthStatus, output: string) => void;
+
+export interface CheckRunner {
+  stop(): void;
+}
+
+/** What an alias check reads: the checks of a service instance (or a node) in the catalog. */
+export type AliasSource = (
+  node: string,
+  serviceId: string,
+) => { status: HealthStatus; output: string }[] | null;
+
+export interface RunnerDeps {
+  aliasSource: AliasSource;
+  /** The agent's own node, for alias checks that name no node. */
+  nodeName: string;
+}
+
+/** Consul's check_output_max_size default. */
+export const OUTPUT_MAX_BYTES = 4096;
+
+export function truncateOutput(output: string, max = OUTPUT_MAX_BYTES): string {
+  const bytes = Buffer.from(output);
+  if (bytes.byteLength <= max) return output;
+  return `${bytes.subarray(0, max).toString()} ... (captured ${max} of ${bytes.byteLength} bytes)`;
+}
+
+type Probe = (signal: AbortSignal) => Promise<{ status: HealthStatus; output: string }>;
+
+/**
+ * Runs `probe` every interval, the first time after a random fraction of it (Consul staggers
+ * checks so an agent's checks do not all fire together), never two at once.
+ */
+function periodic(
+  def: CheckDefinition,
+  probe: Probe,
+  report: Report,
+  intervalMs = def.intervalMs,
+): CheckRunner {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: AbortController | undefined;
+  const run = async () => {
+    if (stopped) return;
+    inFlight = new AbortController();
+    const timeout = setTimeout(() => inFlight?.abort(), def.timeoutMs);
+    try {
+      const result = await probe(inFlight.signal);
+      if (!stopped) report(result.status, result.output);
+    } catch (err) {
+      if (!stopped) report('critical', (err as Error).message);
+    } finally {
+      clearTimeout(timeout);
+      inFlight = undefined;
+    }
+    if (!stopped) timer = setTimeout(run, intervalMs);
+  };
+  timer = setTimeout(run, Math.random() * Math.min(intervalMs, 500));
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      inFlight?.abort();
+    },
+  };
+}
+
+/** Consul's HTTP check: 2xx passing, 429 warning, anything else (or no answer) critical. */
+function httpProbe(def: CheckDefinition): Probe {
+  const spec = def.http!;
+  return (signal) =>
+    new Promise((resolve) => {
+      const url = new URL(spec.url);
+      const headers: Record<string, string[] | string> = {
+        'User-Agent': 'Consul Health Check',
+        Accept: 'text/plain, text/*, */*',
+      };
+      for (const [k, v] of Object.entries(spec.headers)) headers[k] = v;
+      const options = { method: spec.method, headers, signal, rejectUnauthorized: !spec.tlsSkipVerify };
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          // Read only what the output can hold.
+          if (size <= OUTPUT_MAX_BYTES) chunks.push(d);
+          size += d.byteLength;
+        });
+        res.on('end', () => {
+          const code = res.statusCode ?? 0;
+          const body = Buffer.concat(chunks).toString();
+          const output = `HTTP ${spec.method} ${spec.url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`;
+          resolve({
+            status: code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical',
+            output,
+          });
+        });
+        res.on('error', (err) =>
+          resolve({ status: 'critical', output: `HTTP ${spec.method} ${spec.url}: ${err.message}` }),
+        );
+      });
+      req.on('error', (err) =>
+        resolve({
+          status: 'critical',
+          output: signal.aborted
+            ? `HTTP ${spec.method} ${spec.url}: timed out after ${def.timeoutMs} ms`
+            : `HTTP ${spec.method} ${spec.url}: ${err.message}`,
+        }),
+      );
+      req.end(spec.body);
+    });
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+function tcpProbe(def: CheckDefinition): Probe {
+  const target = def.tcp!;
+  return (signal) =>
+    new Promise((resolve) => {
+      const { host, port } = splitHostPort(target);
+      const socket = connect({ host, port, signal });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve({ status: 'passing', output: `TCP connect ${target}: Success` });
+      });
+      socket.once('error', (err) => {
+        socket.destroy();
+        resolve({
+          status: 'critical',
+          output: `dial tcp ${target}: ${signal.aborted ? `i/o timeout after ${def.timeoutMs} ms` : err.message}`,
+        });
+      });
+    });
+}
+
+// grpc.health.v1.Health/Check carries one-field messages: encoded by hand rather than loading a .proto.
+function encodeHealthRequest(service: string): Buffer {
+  const name = Buffer.from(service);
+  return name.byteLength === 0
+    ? Buffer.alloc(0)
+    : Buffer.concat([Buffer.from([0x0a, name.byteLength]), name]);
+}
+
+function decodeHealthStatus(bytes: Buffer): number {
+  // Field 1 (varint): the serving status; absent means UNKNOWN (0).
+  return bytes.byteLength >= 2 && bytes[0] === 0x08 ? (bytes[1] ?? 0) : 0;
+}
+
+const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
+
+function grpcProbe(def: CheckDefinition): Probe {
+  const spec = def.grpc!;
+  // Consul's form: host:port[/service].
+  const slash = spec.target.indexOf('/');
+  const address = slash < 0 ? spec.target : spec.target.slice(0, slash);
+  const service = slash < 0 ? '' : spec.target.slice(slash + 1);
+  if (Buffer.byteLength(service) > 127) throw new Error('gRPC service name too long');
+  return (signal) =>
+    new Promise((resolve) => {
+      const credentials = spec.useTls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+      const client = new grpc.Client(address, credentials);
+      const call = client.makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        (v: string) => encodeHealthRequest(v),
+        (b: Buffer) => decodeHealthStatus(b),
+        service,
+        new grpc.Metadata(),
+        { deadline: Date.now() + def.timeoutMs },
+        (err, status) => {
+          client.close();
+          if (err) {
+            resolve({ status: 'critical', output: `gRPC ${spec.target}: ${err.details || err.message}` });
+            return;
+          }
+          const name = SERVING_STATUS[status ?? 0] ?? String(status);
+          resolve({
+            status: status === 1 ? 'passing' : 'critical',
+            output:
+              status === 1
+                ? `gRPC check ${spec.target}: success`
+                : `gRPC check ${spec.target}: status ${name}`,
+          });
+        },
+      );
+      signal.addEventListener('abort', () => call.cancel(), { once: true });
+    });
+}
+
+/** Consul's script check: exit 0 passing, 1 warning, anything else critical. */
+function scriptProbe(def: CheckDefinition): Probe {
+  const [command, ...args] = def.args!;
+  return (signal) =>
+    new Promise((resolve) => {
+      const child = spawn(command!, args, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        signal,
+        killSignal: 'SIGKILL',
+      });
+      let output = '';
+      const take = (d: Buffer) => {
+        if (output.length <= OUTPUT_MAX_BYTES * 2) output += d.toString();
+      };
+      child.stdout.on('data', take);
+      child.stderr.on('data', take);
+      child.once('error', (err) => {
+        resolve({
+          status: 'critical',
+          output: signal.aborted ? `Timed out (${def.timeoutMs} ms) running check` : `exec: ${err.message}`,
+        });
+      });
+      child.once('close', (code) => {
+        if (signal.aborted || code === null) return;
+        resolve({ status: code === 0 ? 'passing' : code === 1 ? 'warning' : 'critical', output });
+      });
+    });
+}
+
+/** Consul's alias check: the worst status among the aliased instance's checks (and its node's). */
+function aliasProbe(def: CheckDefinition, deps: RunnerDeps): Probe {
+  const { node, serviceId } = def.alias!;
+  return async () => {
+    const checks = deps.aliasSource(node || deps.nodeName, serviceId);
+    if (checks === null)
+      return { status: 'critical', output: `Aliased ${serviceId ? 'service' : 'node'} not found.` };
+    if (checks.length === 0) return { status: 'passing', output: 'No checks found.' };
+    const worst = checks.some((c) => c.status === 'critical' || c.status === 'maintenance')
+      ? 'critical'
+      : checks.some((c) => c.status === 'warning')
+        ? 'warning'
+        : 'passing';
+    return {
+      status: worst,
+      output: worst === 'passing' ? 'All checks passing.' : `Aliased checks are ${worst}.`,
+    };
+  };
+}
+
+/** How often an alias check re-reads the catalog (Consul blocks on it; a local read is cheap). */
+const ALIAS_INTERVAL_MS = 1000;
+
+export function startRunner(def: CheckDefinition, report: Report, deps: RunnerDeps): CheckRunner | null {
+  switch (def.type) {
+    case 'http':
+      return periodic(def, httpProbe(def), report);
+    case 'tcp':
+      return periodic(def, tcpProbe(def), report);
+    case 'grpc':
+      return periodic(def, grpcProbe(def), report);
+    case 'script':
+      return periodic(def, scriptProbe(def), report);
+    case 'alias':
+      return periodic(def, aliasProbe(def, deps), report, ALIAS_INTERVAL_MS);
+    default:
+      return null;
+  }
+}
+
+/**
+ * Consul's success/failure thresholds (success_before_passing, failures_before_warning,
+ * failures_before_critical): a status flips only after that many results in a row, so one
+ * slow probe does not flap a service out of DNS (Consul #1337).
+ */
+export class StatusHandler {
+  private successes = 0;
+  private failures = 0;
+
+  constructor(
+    private readonly def: CheckDefinition,
+    private readonly update: (status: HealthStatus | null, output: string) => void,
+  ) {}
+
+  result(status: HealthStatus, output: string): void {
+    if (status === 'passing') {
+      this.successes++;
+      this.failures = 0;
+      this.update(this.successes >= this.def.successBeforePassing ? 'passing' : null, output);
+      return;
+    }
+    this.failures++;
+    this.successes = 0;
+    if (status === 'critical' && this.failures >= this.def.failuresBeforeCritical)
+      this.update('critical', output);
+    else if (this.failures >= this.def.failuresBeforeWarning) this.update('warning', output);
+    else this.update(null, output);
+  }
+}
