@@ -29,6 +29,11 @@ export interface GossipConfig {
   udpBudgetBytes: number;
   /** Limit on one member's encoded metadata (memberlist's MetaMaxSize). */
   metaMaxBytes: number;
+  /**
+   * Every reconnectIntervalMs, a push-pull to one random failed member (Serf's reconnect): the
+   * only way two sides of a healed partition, each holding the other dead, find each other.
+   */
+  reconnectIntervalMs: number;
   /** Dead and left members are forgotten this long after they changed state (Serf's reap). */
   reapAfterMs: number;
   /** Bound on the member table; alive updates about further members are dropped and counted. */
@@ -54,6 +59,7 @@ export const defaultConfig: Readonly<GossipConfig> = Object.freeze({
   awarenessMaxMultiplier: 8,
   udpBudgetBytes: 1400,
   metaMaxBytes: 512,
+  reconnectIntervalMs: 30_000,
   reapAfterMs: 24 * 3600_000,
   maxMembers: 10_000,
   lifeguard: true,
@@ -69,6 +75,7 @@ const positiveKeys = [
   'gossipIntervalMs',
   'awarenessMaxMultiplier',
   'metaMaxBytes',
+  'reconnectIntervalMs',
   'reapAfterMs',
   'maxMembers',
 ] as const;

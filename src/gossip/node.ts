@@ -91,11 +91,13 @@ const PROBE_TIMEOUT = 'probe-timeout';
 const GOSSIP = 'gossip';
 const PUSH_PULL = 'push-pull';
 const REAP = 'reap';
+const RECONNECT = 'reconnect';
 const SUSPECT_PREFIX = 's:';
 const RELAY_PREFIX = 'r:';
 type UdpMessage = Exclude<GossipMessage, { type: 'push-pull' }>;
 
 const REAP_INTERVAL_MS = 60_000;
+const RELAY_NACK_FRACTION = 0.8;
 /** Bound on ping-reqs served at once. */
 const MAX_RELAYS = 1024;
 /** Array header growth when updates pass 15 items (fixarray → array16). */
@@ -167,6 +169,7 @@ export class GossipNode {
     const pushPullMs = pushPullIntervalMs(this.config, this.members.activeCount);
     this.timers.set(PUSH_PULL, now + Math.floor(this.random() * pushPullMs));
     this.timers.set(REAP, now + REAP_INTERVAL_MS);
+    this.timers.set(RECONNECT, now + Math.floor(this.random() * this.config.reconnectIntervalMs));
   }
 
   // ---- the shell's inputs ------------------------------------------------------------------
@@ -293,6 +296,7 @@ export class GossipNode {
     else if (key === GOSSIP) this.gossipRound(now);
     else if (key === PUSH_PULL) this.pushPullRound(now);
     else if (key === REAP) this.reap(now);
+    else if (key === RECONNECT) this.reconnectRound(now);
     else if (key.startsWith(SUSPECT_PREFIX)) this.suspicionExpired(key.slice(SUSPECT_PREFIX.length), now);
     else if (key.startsWith(RELAY_PREFIX)) this.relayExpired(Number(key.slice(RELAY_PREFIX.length)));
     else invariant(false, () => `unknown timer ${key}`);
@@ -404,6 +408,14 @@ export class GossipNode {
     if (peer !== undefined) this.sendPushPull(peer.address, false, false);
   }
 
+  /** Serf's reconnect: try one random failed member, so healed partitions merge again. */
+  private reconnectRound(now: number): void {
+    this.timers.set(RECONNECT, now + this.config.reconnectIntervalMs);
+    if (this.leaving) return;
+    const [peer] = this.members.randomMembers(1, this.random, (r) => r.status === 'dead');
+    if (peer !== undefined) this.sendPushPull(peer.address, false, false);
+  }
+
   /** Forget members dead or left for longer than reapAfterMs (Serf's reaper). */
   private reap(now: number): void {
     this.timers.set(REAP, now + REAP_INTERVAL_MS);
@@ -454,7 +466,9 @@ export class GossipNode {
     }
     const seq = this.nextSeq();
     this.relays.set(seq, { origin: from, originSeq: request.seq, wantNack: request.nack });
-    this.timers.set(RELAY_PREFIX + seq, now + this.config.probeTimeoutMs);
+    // The nack must reach the prober before its period ends: memberlist waits the whole probe
+    // timeout here, which races the prober's deadline; 80% of it leaves room for the trip back.
+    this.timers.set(RELAY_PREFIX + seq, now + Math.floor(this.config.probeTimeoutMs * RELAY_NACK_FRACTION));
     this.sendUdp(request.targetAddress, {
       type: 'ping',
       seq,

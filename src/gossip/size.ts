@@ -1,7 +1,8 @@
 /**
  * The encoded size of a message as standard MessagePack (msgpackr with `useRecords: false`), so
  * the core can keep UDP messages within a byte budget without encoding them. Exact for the
- * values messages hold: strings, integers, booleans, arrays and plain objects.
+ * values messages hold (strings, integers, booleans, arrays, plain objects) as msgpackr encodes
+ * them by default, where integers beyond 32 bits become float64 (9 bytes either way).
  */
 import { invariant } from './assert.js';
 import type { GossipMessage, MemberMeta, Update } from './types.js';
@@ -53,6 +54,14 @@ function containerHeaderSize(count: number): number {
   return 5;
 }
 
+/**
+ * msgpackr writes every map header as map16 (3 bytes) unless given `variableMapSize`, which
+ * only shrinks it: the estimate is exact for the default and an upper bound otherwise.
+ */
+function mapHeaderSize(count: number): number {
+  return count < 0x10000 ? 3 : 5;
+}
+
 /** Size of any plain value as MessagePack. */
 export function valueSize(value: unknown): number {
   switch (typeof value) {
@@ -77,7 +86,7 @@ export function valueSize(value: unknown): number {
         count++;
         size += stringSize(key) + valueSize(field);
       }
-      return containerHeaderSize(count) + size;
+      return mapHeaderSize(count) + size;
     }
     default:
       throw new TypeError(`encodedSize: cannot size a ${typeof value}`);
