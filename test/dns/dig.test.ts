@@ -134,8 +134,9 @@ describe('dig against the DNS interface', { skip }, () => {
     assert.deepEqual(lines(out), [...expected, '1 1 8098 web-tired.node.dc1.consul.'].sort());
   });
 
-  test('A over UDP: three answers with TC (enable_truncate); dig +ignore shows the flag', async () => {
-    const out = await dig('web.service.consul', 'A', '+notcp', '+ignore');
+  test('A over plain UDP: three answers with TC (enable_truncate); dig +ignore shows the flag', async () => {
+    // udp_answer_limit binds clients without EDNS0 (Consul's rule), so dig is told not to send it.
+    const out = await dig('web.service.consul', 'A', '+notcp', '+noedns', '+ignore');
     assert.match(out, /status: NOERROR/);
     assert.match(out, /flags: qr aa tc rd;/);
     const answers = out
@@ -145,9 +146,18 @@ describe('dig against the DNS interface', { skip }, () => {
     assert.ok(!out.includes('10.7.0.99'));
   });
 
-  test('A over UDP without +ignore: dig retries over TCP by itself and gets them all', async () => {
-    const out = await dig('web.service.consul', 'A', '+short');
+  test('A over plain UDP without +ignore: dig retries over TCP by itself and gets them all', async () => {
+    const out = await dig('web.service.consul', 'A', '+noedns', '+short');
     assert.equal(lines(out).length, 7);
+  });
+
+  test('A over UDP with EDNS0: every answer that fits, no TC', async () => {
+    const out = await dig('web.service.consul', 'A', '+notcp', '+ignore');
+    assert.match(out, /flags: qr aa rd;/);
+    const answers = out
+      .split('\n')
+      .filter((l) => /^web\.service\.consul\.\s+5\s+IN\s+A\s+10\.7\.0\.\d+$/.test(l));
+    assert.equal(answers.length, 7);
     assert.ok(!out.includes('10.7.0.99'));
   });
 

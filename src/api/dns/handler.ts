@@ -107,8 +107,8 @@ function maxBytes(transport: Transport, opt: packet.OptAnswer | undefined): numb
 }
 
 /**
- * Encodes as many answer groups as fit. Over UDP, at most udp_answer_limit answers (TC only if
- * enable_truncate, as Consul); and never more bytes than the client can take: whatever had to
+ * Encodes as many answer groups as fit. Over plain UDP, at most udp_answer_limit answers (TC
+ * only if enable_truncate, as Consul); and never more bytes than the client can take: whatever had to
  * go for size sets TC, so the client retries over TCP (RFC 2181 §9).
  */
 function encodeFitted(
@@ -126,8 +126,11 @@ function encodeFitted(
       additionals: unique(kept.flatMap((g) => g.additionals)),
     });
   };
+  // Consul cuts to udp_answer_limit only for clients limited to 512 bytes (no EDNS0, or a
+  // small buffer): a client that advertises a larger buffer (dig, HAProxy's resolvers) gets
+  // every answer that fits (agent/dns.go trimUDPResponse).
   const countLimit =
-    context.transport === 'udp' && context.dns.udpAnswerLimit > 0
+    context.transport === 'udp' && context.dns.udpAnswerLimit > 0 && limitBytes <= UDP_PLAIN_MAX
       ? Math.min(groups.length, context.dns.udpAnswerLimit)
       : groups.length;
   const count = fitCount(countLimit, (n) => encodeFirst(n).length <= limitBytes);
