@@ -1,57 +1,23 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type DevAgent, startDevAgent } from './dev-agent.js';
 import { hasCommand, run, skipUnless } from './tools.js';
 
 // curl, unmodified, against a dev agent: the status codes, headers and bodies Consul clients
 // parse (X-Consul-Index on every read, 404 with an empty body, 405, 413, 400, txn 409).
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const skip = skipUnless(hasCommand('curl'), 'curl');
-let agent: ChildProcess | null = null;
+let agent: DevAgent | null = null;
 let base = '';
 
 before(async () => {
   if (skip) return;
-  agent = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin/conclave.mjs'),
-      'agent',
-      '-dev',
-      '-http-port',
-      '0',
-      '-server-port',
-      '0',
-      '-etcd-port',
-      '0',
-      '-dns-port',
-      '0',
-      '-log-json',
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const child = agent;
-  base = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('dev agent not ready')), 15_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const l = JSON.parse(line) as { msg: string; http_port: number };
-        if (l.msg === 'agent ready') {
-          clearTimeout(timer);
-          res(`http://127.0.0.1:${l.http_port}`);
-        }
-      } catch {}
-    });
-    child.once('exit', () => rej(new Error('dev agent exited')));
-  });
+  agent = await startDevAgent();
+  base = agent.base;
 });
 
 after(() => {
-  agent?.kill('SIGKILL');
+  agent?.stop();
 });
 
 interface CurlResult {
