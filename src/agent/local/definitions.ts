@@ -56,7 +56,7 @@ export interface ServiceDefinition {
   source: 'api' | 'config';
 }
 
-/** Consul's bounds: interval at least 1 s (MinInterval), default timeout 10 s. */
+/** Consul's bounds: interval raised to at least 1 s (checks.MinInterval), default timeout 10 s. */
 const MIN_INTERVAL_MS = 1000;
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -113,10 +113,12 @@ export function decodeCheck(
       'Invalid check: exactly one of TTL, HTTP, TCP, GRPC, Args (script) or AliasService/AliasNode must be set',
     );
   const needsInterval = !!(http || tcp || grpc || args?.length);
-  if (needsInterval && intervalMs < MIN_INTERVAL_MS)
-    throw badRequest(
-      `Invalid check: Interval must be at least ${MIN_INTERVAL_MS / 1000}s for this check type`,
-    );
+  // Consul's CheckType.Validate; a positive interval under MinInterval is raised to it (agent.addCheck).
+  if (needsInterval && intervalMs <= 0)
+    throw badRequest('Invalid check: Interval must be > 0 for Script, HTTP, TCP or GRPC checks');
+  if (ttlMs > 0 && intervalMs > 0)
+    throw badRequest('Invalid check: Interval and TTL cannot both be specified');
+  const failuresBeforeCritical = optInt(fieldOf(c, 'FailuresBeforeCritical'), 'FailuresBeforeCritical') ?? 0;
 
   const def: CheckDefinition = {
     id,
@@ -125,7 +127,7 @@ export function decodeCheck(
     notes: optString(fieldOf(c, 'Notes'), 'Notes') ?? '',
     type: ttlMs > 0 ? 'ttl' : http ? 'http' : tcp ? 'tcp' : grpc ? 'grpc' : args?.length ? 'script' : 'alias',
     initialStatus: status,
-    intervalMs,
+    intervalMs: needsInterval ? Math.max(intervalMs, MIN_INTERVAL_MS) : intervalMs,
     timeoutMs,
     ttlMs,
     deregisterCriticalAfterMs: duration(
@@ -133,8 +135,11 @@ export function decodeCheck(
       'DeregisterCriticalServiceAfter',
     ),
     successBeforePassing: optInt(fieldOf(c, 'SuccessBeforePassing'), 'SuccessBeforePassing') ?? 0,
-    failuresBeforeWarning: optInt(fieldOf(c, 'FailuresBeforeWarning'), 'FailuresBeforeWarning') ?? 0,
-    failuresBeforeCritical: optInt(fieldOf(c, 'FailuresBeforeCritical'), 'FailuresBeforeCritical') ?? 0,
+    // Consul: FailuresBeforeWarning defaults to FailuresBeforeCritical, so a check does not turn
+    // warning before its critical threshold unless asked to.
+    failuresBeforeWarning:
+      optInt(fieldOf(c, 'FailuresBeforeWarning'), 'FailuresBeforeWarning') || failuresBeforeCritical,
+    failuresBeforeCritical,
     source: options.source,
   };
   if (http) {
