@@ -346,28 +346,125 @@ describe('hostile input', () => {
     assert.equal(compileFilter(chain)({ A: 299 }), true);
   });
 
-  test('regular expressions that could backtrack catastrophically are refused', () => {
-    rejects('A matches "(a+)+$"', /Failed to compile regular expression "\(a\+\)\+\$": nested repetition/);
-    rejects('A matches `(x*y?z+)*w`', /nested repetition/);
-    rejects('A matches `((a)+){2,}`', /nested repetition/);
-    rejects('A matches `(a)\\1`', /backreferences are not supported/);
-    rejects('A matches `a(?=b)`', /invalid or unsupported Perl syntax/);
-    rejects('A matches `(?<!a)b`', /invalid or unsupported Perl syntax/);
-    rejects('A matches `(?i:a)`', /unsupported flag group/);
-    rejects('A matches `(`', /Failed to compile regular expression/);
+  test('regular expressions are matched in linear time, whatever the pattern', () => {
+    const long = `${'a'.repeat(4000)}!`;
+    for (const pattern of [
+      '^(a+)+$',
+      '^(a|a)*$',
+      '^(a*)*$',
+      '.*.*.*.*x',
+      'a*a*a*a*a*a*a*a*b',
+      '((a?){20}){20}b',
+    ]) {
+      const started = performance.now();
+      assert.equal(compileFilter(`A matches "${pattern}"`)({ A: long }), false, pattern);
+      assert.ok(performance.now() - started < 2000, `${pattern} took ${performance.now() - started} ms`);
+    }
+  });
+
+  test('regular expressions Go refuses are refused', () => {
+    rejects('A matches `(a)\\1`', /Failed to compile regular expression "\(a\)\\\\1": .*backreferences/);
+    rejects('A matches `a(?=b)`', /invalid or unsupported Perl syntax: `\(\?=`/);
+    rejects('A matches `(?<!a)b`', /invalid or unsupported Perl syntax: `\(\?<!`/);
+    rejects('A matches `(`', /missing closing \)/);
+    rejects('A matches `)`', /unexpected \)/);
+    rejects('A matches `*a`', /missing argument to repetition operator/);
+    rejects('A matches `a**`', /invalid nested repetition operator/);
     rejects('A matches `a{1001}`', /invalid repeat count/);
+    rejects('A matches `a{2,1}`', /invalid repeat count/);
     rejects('A matches `[z-a]`', /Failed to compile regular expression/);
-    // Bounded or single-level repetition stays allowed.
-    assert.equal(compileFilter('A matches `^(ab?)+$`')({ A: 'abaab' }), true);
-    assert.equal(compileFilter('A matches `^(foo|bar)+$`')({ A: 'foobarfoo' }), true);
-    assert.equal(compileFilter('A matches `^(a+)?b$`')({ A: 'aab' }), true);
-    assert.equal(compileFilter('A matches `^a{2,3}$`')({ A: 'aaa' }), true);
-    // Go takes a brace that starts no repeat literally.
-    assert.equal(compileFilter('A matches `^{x}$`')({ A: '{x}' }), true);
-    assert.equal(compileFilter('A matches `^[]a]+$`')({ A: ']a]' }), true);
-    assert.equal(compileFilter('A matches `^\\Q.*\\E$`')({ A: '.*' }), true);
-    assert.equal(compileFilter('A matches `^\\pL+$`')({ A: 'héllo' }), true);
-    assert.equal(compileFilter('A matches `^\\s$`')({ A: '\u00a0' }), false, 'Go \\s is ASCII');
+    rejects('A matches `[a`', /missing closing \]/);
+    rejects('A matches `\\`', /trailing backslash/);
+    rejects('A matches `\\8`', /invalid escape sequence/);
+    rejects('A matches `(?z)`', /invalid or unsupported Perl syntax/);
+    rejects('A matches `(a{1000}){1000}`', /expression too large/);
+    rejects(`A matches "${'('.repeat(101)}a${')'.repeat(101)}"`, /nests too deeply/);
+  });
+
+  test('Go regular expression syntax', () => {
+    const m = (pattern: string, text: string) =>
+      compileFilter(`A matches ${JSON.stringify(pattern)}`)({ A: text });
+    assert.equal(m('^(ab?)+$', 'abaab'), true);
+    assert.equal(m('^(foo|bar)+$', 'foobarfoo'), true);
+    assert.equal(m('^(foo|bar)+$', 'foobaz'), false);
+    assert.equal(m('^a{2,3}$', 'aaa'), true);
+    assert.equal(m('^a{2,3}$', 'aaaa'), false);
+    assert.equal(m('^a{2,}$', 'aaaaa'), true);
+    assert.equal(m('^a{2}$', 'a'), false);
+    assert.equal(m('^a{0}b$', 'b'), true);
+    assert.equal(m('^{x}$', '{x}'), true, 'a brace that starts no repeat is literal');
+    assert.equal(m('^[]a]+$', ']a]'), true, '] first in a class is literal');
+    assert.equal(m('^[^]a]$', 'b'), true);
+    assert.equal(m('^\\Q.*\\E$', '.*'), true);
+    assert.equal(m('^\\pL+$', 'héllo'), true);
+    assert.equal(m('^\\p{Greek}+$', 'αβγ'), true);
+    assert.equal(m('^\\PL$', '1'), true);
+    assert.equal(m('^[[:alpha:]_]+$', 'ab_c'), true);
+    assert.equal(m('^[[:digit:]]+$', '12a'), false);
+    assert.equal(m('^\\s$', '\u00a0'), false, 'Go \\s is ASCII');
+    assert.equal(m('^\\s$', '\t'), true);
+    assert.equal(m('^\\d+\\.\\d+$', '10.25'), true);
+    assert.equal(m('^\\x41\\x{263a}\\101$', 'A☺A'), true);
+    assert.equal(m('\\bweb\\b', 'my web-1'), true);
+    assert.equal(m('\\bweb\\b', 'myweb'), false);
+    assert.equal(m('\\Bweb', 'myweb'), true);
+    assert.equal(m('(?i)^WEB$', 'web'), true);
+    assert.equal(m('^(?i:W)EB$', 'wEB'), true);
+    assert.equal(m('^(?i:W)EB$', 'web'), false, 'the flag ends with its group');
+    assert.equal(m('^a(?i)b$', 'aB'), true);
+    assert.equal(m('^(?i)[a-c]+$', 'AbC'), true);
+    assert.equal(m('^a.b$', 'a\nb'), false);
+    assert.equal(m('(?s)^a.b$', 'a\nb'), true);
+    assert.equal(m('^b$', 'a\nb'), false);
+    assert.equal(m('(?m)^b$', 'a\nb'), true);
+    assert.equal(m('\\Ab', 'a\nb'), false);
+    assert.equal(m('(?m)a$', 'a\nb'), true);
+    assert.equal(m('(?m)a\\z', 'a\nb'), false);
+    assert.equal(m('^(?P<x>a)(?<y>b)$', 'ab'), true);
+    assert.equal(m('^😀+$', '😀😀'), true, 'a repeated astral character is one character');
+    assert.equal(m('^.$', '😀'), true);
+    assert.equal(m('(?U)a+', 'aa'), true);
+    assert.equal(m('a+?b', 'aab'), true);
+    assert.equal(m('', 'anything'), true);
+    assert.equal(m('x|', 'y'), true, 'an empty alternative matches');
+    assert.equal(m('(|a)+b', 'aab'), true);
+  });
+
+  test('our matcher agrees with RegExp on the syntax both share', () => {
+    const piece = fc.constantFrom(
+      'a',
+      'b',
+      '.',
+      '[ab]',
+      '[^a]',
+      '^',
+      '$',
+      '\\b',
+      'a*',
+      'b+',
+      '.?',
+      '(a|b)',
+      '(ab)*',
+      'a{1,2}',
+      '(a|)+',
+      '\\.',
+    );
+    const patterns = fc.array(piece, { maxLength: 6 }).chain((parts) =>
+      fc.oneof(
+        fc.constant(parts.join('')),
+        fc.array(piece, { maxLength: 4 }).map((more) => `${parts.join('')}|${more.join('')}`),
+      ),
+    );
+    const texts = fc
+      .array(fc.constantFrom('a', 'b', '.', '\n', ' '), { maxLength: 10 })
+      .map((cs) => cs.join(''));
+    fc.assert(
+      fc.property(patterns, texts, (pattern, text) => {
+        const ours = compileFilter(`A matches ${JSON.stringify(pattern)}`)({ A: text });
+        assert.equal(ours, new RegExp(pattern, 'u').test(text), `${pattern} on ${JSON.stringify(text)}`);
+      }),
+      { numRuns: 3000 },
+    );
   });
 
   test('random input never escapes as anything but FilterError', () => {

@@ -1,25 +1,26 @@
-// The `matches` operator of Consul's ?filter= language takes a Go regular expression (RE2
-// syntax, matched in linear time). JavaScript's engine backtracks, so a pattern like `(a+)+$`
-// could pin the event loop for minutes on a 30-character name. This module translates the RE2
-// syntax Consul users write into an equivalent JavaScript RegExp and refuses what either cannot
-// express or cannot run safely:
+// The `matches` operator of Consul's ?filter= language takes a Go regular expression: RE2
+// syntax, matched in time linear in the text. JavaScript's RegExp backtracks, so `(a+)+$` or
+// just `.*.*.*x` against a 4 KiB check output would hold the event loop for minutes. So we
+// do not hand user patterns to RegExp: this module parses Go's syntax and matches with a
+// Thompson NFA (every state advanced in step over the text, as RE2 does), so the cost is at
+// most (text length × program size) whatever the pattern.
 //
-// - RE2 has no backreferences or lookaround: `\1`, `\k<n>`, `(?=`, `(?!`, `(?<=`, `(?<!` are
-//   errors, as they are in Go.
-// - Leading flag groups `(?i)`, `(?s)`, `(?m)` become RegExp flags; flags elsewhere, `(?i:...)`
-//   and ungreedy `(?U)` are refused (Node 20's RegExp has no inline modifiers).
-// - `(?P<name>...)` becomes `(?<name>...)`; `\A` and `\z` become lookarounds that pin the
-//   start and end of the text; `\Q...\E` becomes escaped literals; `\pL` becomes `\p{L}`;
-//   `[[:alpha:]]` and the other ASCII classes are expanded; `\s` is Go's ASCII `[\t\n\f\r ]`.
-// - Nested unbounded repetition (a `*`, `+` or `{n,}` applied to a group that itself contains
-//   one) is refused: it is the shape that makes a backtracking engine exponential. Overlapping
-//   alternatives under a repetition (`(a|a)*`) are not detected; see the note in filter.ts.
+// Covered, as Go's regexp/syntax: literals, `.`, `[...]` classes with ranges, negation and
+// ASCII classes (`[[:alpha:]]`), `\d \w \s \pL \p{Greek}` and their negations, escapes
+// (`\n`, `\x41`, `\x{263a}`, `\101`, `\Q...\E`), groups `(...)`, `(?:...)`, `(?P<n>...)`,
+// `(?<n>...)`, flags `(?ims)`/`(?ims:...)` (and `U`, which cannot change a yes/no answer),
+// alternation, `* + ? {n} {n,} {n,m}` (counts up to 1000) and their lazy forms, and the
+// assertions `^ $ \A \z \b \B`. Refused as in Go: backreferences and lookaround.
 //
-// The pattern is always compiled with the `u` flag so `.` matches a whole code point, as Go's
-// matches a whole rune.
+// A single character class is checked with a one-character JavaScript RegExp (`^[...]$`),
+// which cannot backtrack; everything else is our own matching.
 
 /** Go's regexp/syntax caps repetition counts at 1000. */
 const maxRepeatCount = 1000;
+/** Largest compiled program (instructions), the bound on the per-character cost. */
+const programSizeMax = 5000;
+/** Deepest group nesting (Go caps at 1000; ours also bounds the parser's recursion). */
+const groupDepthMax = 100;
 
 /** ASCII classes of Go's regexp/syntax (`[[:alpha:]]`), as JavaScript class contents. */
 const posixClasses: Readonly<Record<string, string>> = {
@@ -44,149 +45,410 @@ const syntaxChars = new Set(['^', '$', '\\', '.', '*', '+', '?', '(', ')', '[', 
 
 export class RegexSyntaxError extends Error {}
 
-interface GroupFrame {
-  /** The group (or the pattern) contains an unbounded repetition somewhere inside it. */
-  hasUnboundedRepeat: boolean;
+/** A compiled Go regular expression. */
+export interface GoRegex {
+  /** Whether the pattern matches anywhere in text (Go's MatchString). */
+  test(text: string): boolean;
 }
 
-/**
- * Translate an RE2 pattern to a JavaScript RegExp, or throw RegexSyntaxError saying why not.
- */
-export function compileGoRegex(pattern: string): RegExp {
-  let flags = 'u';
-  let i = 0;
-  // Leading flag groups, e.g. (?i) or (?is).
-  for (;;) {
-    const m = /^\(\?([imsU]+)\)/.exec(pattern.slice(i));
-    if (m === null) break;
-    const groupFlags = m[1] ?? '';
-    if (groupFlags.includes('U')) throw new RegexSyntaxError('ungreedy flag (?U) is not supported');
-    for (const f of groupFlags) if (!flags.includes(f)) flags += f;
-    i += m[0].length;
+interface Flags {
+  readonly caseInsensitive: boolean;
+  readonly multiLine: boolean;
+  readonly dotAll: boolean;
+}
+
+type Assertion = 'beginLine' | 'endLine' | 'beginText' | 'endText' | 'wordBoundary' | 'notWordBoundary';
+
+type Ast =
+  | { readonly kind: 'char'; readonly test: (cp: number) => boolean }
+  | { readonly kind: 'assert'; readonly assertion: Assertion }
+  | { readonly kind: 'concat'; readonly items: readonly Ast[] }
+  | { readonly kind: 'alternate'; readonly items: readonly Ast[] }
+  | { readonly kind: 'repeat'; readonly item: Ast; readonly min: number; readonly max: number };
+
+/** Parse an RE2 pattern and compile it, or throw RegexSyntaxError saying why not. */
+export function compileGoRegex(pattern: string): GoRegex {
+  const ast = new RegexParser(pattern).parse();
+  const program = compile(ast);
+  return { test: (text: string) => run(program, text) };
+}
+
+// --- parsing -------------------------------------------------------------------------------
+
+class RegexParser {
+  private i = 0;
+  private depth = 0;
+  private flags: Flags = { caseInsensitive: false, multiLine: false, dotAll: false };
+
+  constructor(private readonly pattern: string) {}
+
+  parse(): Ast {
+    const ast = this.alternation();
+    if (this.i < this.pattern.length) throw new RegexSyntaxError(`unexpected ): \`${this.pattern}\``);
+    return ast;
   }
 
-  let out = '';
-  const groups: GroupFrame[] = [{ hasUnboundedRepeat: false }];
-  // What the last emitted atom was, so a following quantifier knows what it applies to.
-  let lastAtom: 'none' | 'atom' | 'group' | 'quantified' = 'none';
-  let lastGroupHadUnbounded = false;
+  private alternation(): Ast {
+    const items = [this.concatenation()];
+    while (this.pattern[this.i] === '|') {
+      this.i += 1;
+      items.push(this.concatenation());
+    }
+    return items.length === 1 ? (items[0] as Ast) : { kind: 'alternate', items };
+  }
 
-  const top = (): GroupFrame => {
-    const frame = groups[groups.length - 1];
-    if (frame === undefined) throw new RegexSyntaxError('internal: empty group stack');
-    return frame;
+  private concatenation(): Ast {
+    const items: Ast[] = [];
+    for (;;) {
+      const c = this.pattern[this.i];
+      if (c === undefined || c === '|' || c === ')') break;
+      const atom = this.atom();
+      if (atom === null) continue;
+      items.push(this.repetitions(atom));
+    }
+    return items.length === 1 ? (items[0] as Ast) : { kind: 'concat', items };
+  }
+
+  /** Apply the quantifiers that follow an atom. */
+  private repetitions(atom: Ast): Ast {
+    const repeat = readRepeat(this.pattern, this.i);
+    if (repeat === null) return atom;
+    this.i += repeat.consumed;
+    if (this.pattern[this.i] === '?') this.i += 1; // lazy: the same yes/no answer
+    const again = readRepeat(this.pattern, this.i);
+    if (again !== null)
+      throw new RegexSyntaxError(`invalid nested repetition operator: \`${repeat.text}${again.text}\``);
+    return { kind: 'repeat', item: atom, min: repeat.min, max: repeat.max };
+  }
+
+  /** One atom; null for a flag group such as `(?i)`, which only changes the flags. */
+  private atom(): Ast | null {
+    const p = this.pattern;
+    const c = p[this.i] as string;
+    const repeat = readRepeat(p, this.i);
+    if (repeat !== null)
+      throw new RegexSyntaxError(`missing argument to repetition operator: \`${repeat.text}\``);
+    if (c === '(') return this.group();
+    if (c === '[') {
+      const { text, consumed } = translateClass(p, this.i);
+      this.i += consumed;
+      return this.jsClass(text);
+    }
+    if (c === '.') {
+      this.i += 1;
+      const dotAll = this.flags.dotAll;
+      return { kind: 'char', test: (cp) => dotAll || cp !== 10 };
+    }
+    if (c === '^' || c === '$') {
+      this.i += 1;
+      const multiLine = this.flags.multiLine;
+      const assertion: Assertion =
+        c === '^' ? (multiLine ? 'beginLine' : 'beginText') : multiLine ? 'endLine' : 'endText';
+      return { kind: 'assert', assertion };
+    }
+    if (c === '\\') return this.escape();
+    const cp = p.codePointAt(this.i) as number;
+    this.i += cp > 0xffff ? 2 : 1;
+    return this.literal(cp);
+  }
+
+  private escape(): Ast | null {
+    const p = this.pattern;
+    const next = p[this.i + 1];
+    const assertions: Record<string, Assertion> = {
+      A: 'beginText',
+      z: 'endText',
+      b: 'wordBoundary',
+      B: 'notWordBoundary',
+    };
+    if (next !== undefined && assertions[next] !== undefined) {
+      this.i += 2;
+      return { kind: 'assert', assertion: assertions[next] as Assertion };
+    }
+    if (next === 'Q') {
+      const end = p.indexOf('\\E', this.i + 2);
+      const body = end === -1 ? p.slice(this.i + 2) : p.slice(this.i + 2, end);
+      this.i = end === -1 ? p.length : end + 2;
+      const items = Array.from(body, (ch) => this.literal(ch.codePointAt(0) as number));
+      return items.length === 1 ? (items[0] as Ast) : { kind: 'concat', items };
+    }
+    if (next === 'E') {
+      this.i += 2;
+      return null;
+    }
+    const { text, consumed } = translateEscape(p, this.i, false);
+    this.i += consumed;
+    return this.jsClass(text);
+  }
+
+  private group(): Ast | null {
+    const p = this.pattern;
+    const start = this.i;
+    if (
+      p.startsWith('(?P<', start) ||
+      (p.startsWith('(?<', start) && !/^\(\?<[=!]/.test(p.slice(start, start + 4)))
+    ) {
+      const close = p.indexOf('>', start);
+      const name = close === -1 ? '' : p.slice(p.indexOf('<', start) + 1, close);
+      if (!/^[A-Za-z0-9_]+$/.test(name))
+        throw new RegexSyntaxError(`invalid named capture: \`${p.slice(start)}\``);
+      this.i = close + 1;
+    } else if (p[start + 1] === '?') {
+      const m = /^\(\?(-?[imsU]+|[imsU]+-[imsU]*|)(:|\))/.exec(p.slice(start, start + 16));
+      if (m === null || (m[1] === '' && m[2] === ')')) {
+        const shown = p.slice(start, start + (p[start + 2] === '<' ? 4 : 3));
+        throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`${shown}\``);
+      }
+      const flags = this.applyFlags(m[1] ?? '', p.slice(start, start + m[0].length));
+      this.i = start + m[0].length;
+      if (m[2] === ')') {
+        // (?i): the flags hold to the end of the enclosing group.
+        this.flags = flags;
+        return null;
+      }
+      return this.groupBody(flags);
+    } else {
+      this.i = start + 1;
+    }
+    return this.groupBody(this.flags);
+  }
+
+  private groupBody(flags: Flags): Ast {
+    this.depth += 1;
+    if (this.depth > groupDepthMax) throw new RegexSyntaxError('expression nests too deeply');
+    const outer = this.flags;
+    this.flags = flags;
+    const body = this.alternation();
+    this.flags = outer;
+    this.depth -= 1;
+    if (this.pattern[this.i] !== ')') throw new RegexSyntaxError(`missing closing ): \`${this.pattern}\``);
+    this.i += 1;
+    return body;
+  }
+
+  private applyFlags(spec: string, shown: string): Flags {
+    let { caseInsensitive, multiLine, dotAll } = this.flags;
+    let value = true;
+    let seenMinus = false;
+    for (const f of spec) {
+      if (f === '-') {
+        if (seenMinus) throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`${shown}\``);
+        seenMinus = true;
+        value = false;
+      } else if (f === 'i') caseInsensitive = value;
+      else if (f === 'm') multiLine = value;
+      else if (f === 's') dotAll = value;
+      // 'U' (ungreedy) changes which match is found, never whether one is.
+    }
+    if (spec.endsWith('-')) throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`${shown}\``);
+    return { caseInsensitive, multiLine, dotAll };
+  }
+
+  private literal(cp: number): Ast {
+    if (!this.flags.caseInsensitive) return { kind: 'char', test: (x) => x === cp };
+    const ch = String.fromCodePoint(cp);
+    const lower = ch.toLowerCase();
+    const upper = ch.toUpperCase();
+    return {
+      kind: 'char',
+      test: (x) => {
+        if (x === cp) return true;
+        const xs = String.fromCodePoint(x);
+        return xs.toLowerCase() === lower || xs.toUpperCase() === upper;
+      },
+    };
+  }
+
+  /** A one-character class, checked by a JavaScript RegExp that can only match one character. */
+  private jsClass(text: string): Ast {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${text})$`, this.flags.caseInsensitive ? 'ui' : 'u');
+    } catch (err) {
+      throw new RegexSyntaxError(err instanceof Error ? err.message : String(err));
+    }
+    return { kind: 'char', test: (cp) => re.test(String.fromCodePoint(cp)) };
+  }
+}
+
+// --- compiling to a Thompson NFA ----------------------------------------------------------------
+
+type Instruction =
+  | { op: 'char'; test: (cp: number) => boolean; next: number }
+  | { op: 'split'; next: number; alt: number }
+  | { op: 'assert'; assertion: Assertion; next: number }
+  | { op: 'match' };
+
+function compile(ast: Ast): Instruction[] {
+  const program: Instruction[] = [];
+  const emit = (instruction: Instruction): number => {
+    if (program.length >= programSizeMax) throw new RegexSyntaxError('expression too large');
+    program.push(instruction);
+    return program.length - 1;
+  };
+  // Each fragment is compiled so that it continues at the instruction emitted after it; a
+  // placeholder `next` of -1 is patched to "the end" when the fragment closes.
+  const patch = (from: number, to: number, target: number) => {
+    for (let pc = from; pc < to; pc++) {
+      const ins = program[pc] as Instruction;
+      if (ins.op === 'match') continue;
+      if (ins.next === -1) ins.next = target;
+      if (ins.op === 'split' && ins.alt === -1) ins.alt = target;
+    }
+  };
+  const fragment = (node: Ast): void => {
+    const start = program.length;
+    switch (node.kind) {
+      case 'char':
+        emit({ op: 'char', test: node.test, next: start + 1 });
+        return;
+      case 'assert':
+        emit({ op: 'assert', assertion: node.assertion, next: start + 1 });
+        return;
+      case 'concat':
+        for (const item of node.items) fragment(item);
+        return;
+      case 'alternate': {
+        // split L1, next-split; L1: a; jmp end; ...
+        const jumps: number[] = [];
+        node.items.forEach((item, index) => {
+          const last = index === node.items.length - 1;
+          const split = last ? -1 : emit({ op: 'split', next: program.length + 1, alt: -1 });
+          fragment(item);
+          if (!last) {
+            jumps.push(emit({ op: 'split', next: -1, alt: -1 }));
+            (program[split] as { alt: number }).alt = program.length;
+          }
+        });
+        for (const j of jumps) {
+          const ins = program[j] as { next: number; alt: number };
+          ins.next = program.length;
+          ins.alt = program.length;
+        }
+        return;
+      }
+      case 'repeat': {
+        for (let n = 0; n < node.min; n++) fragment(node.item);
+        if (node.max === Number.POSITIVE_INFINITY) {
+          // L: split body, end; body; jmp L
+          const loop = emit({ op: 'split', next: program.length + 1, alt: -1 });
+          fragment(node.item);
+          emit({ op: 'split', next: loop, alt: loop });
+          (program[loop] as { alt: number }).alt = program.length;
+          return;
+        }
+        // Optional copies: split body, end; body; split body, end; body ... end
+        const optionalStart = program.length;
+        for (let n = node.min; n < node.max; n++) {
+          emit({ op: 'split', next: program.length + 1, alt: -1 });
+          fragment(node.item);
+        }
+        patch(optionalStart, program.length, program.length);
+        return;
+      }
+    }
+  };
+  fragment(ast);
+  emit({ op: 'match' });
+  return program;
+}
+
+// --- matching -------------------------------------------------------------------------------------
+
+function isWordChar(cp: number | undefined): boolean {
+  return (
+    cp !== undefined &&
+    ((cp >= 48 && cp <= 57) || (cp >= 65 && cp <= 90) || (cp >= 97 && cp <= 122) || cp === 95)
+  );
+}
+
+function holds(assertion: Assertion, previous: number | undefined, current: number | undefined): boolean {
+  switch (assertion) {
+    case 'beginText':
+      return previous === undefined;
+    case 'endText':
+      return current === undefined;
+    case 'beginLine':
+      return previous === undefined || previous === 10;
+    case 'endLine':
+      return current === undefined || current === 10;
+    case 'wordBoundary':
+      return isWordChar(previous) !== isWordChar(current);
+    case 'notWordBoundary':
+      return isWordChar(previous) === isWordChar(current);
+  }
+}
+
+/** Unanchored search: true if the program matches at some position of text. */
+function run(program: readonly Instruction[], text: string): boolean {
+  const codePoints = Array.from(text, (ch) => ch.codePointAt(0) as number);
+  let current: number[] = [];
+  let next: number[] = [];
+  const onList = new Int32Array(program.length).fill(-1);
+  const stack: number[] = [];
+  let generation = 0;
+
+  // Follow splits and assertions from pc, adding every char/match instruction reached.
+  const add = (
+    list: number[],
+    pc: number,
+    previous: number | undefined,
+    here: number | undefined,
+  ): boolean => {
+    stack.push(pc);
+    while (stack.length > 0) {
+      const at = stack.pop() as number;
+      if (onList[at] === generation) continue;
+      onList[at] = generation;
+      const ins = program[at] as Instruction;
+      switch (ins.op) {
+        case 'match':
+          stack.length = 0;
+          return true;
+        case 'char':
+          list.push(at);
+          break;
+        case 'split':
+          stack.push(ins.alt, ins.next);
+          break;
+        case 'assert':
+          if (holds(ins.assertion, previous, here)) stack.push(ins.next);
+          break;
+      }
+    }
+    return false;
   };
 
-  while (i < pattern.length) {
-    const c = pattern[i] as string;
-    if (c === '\\') {
-      const { text, consumed } = translateEscape(pattern, i, false);
-      out += text;
-      i += consumed;
-      lastAtom = text === '' ? lastAtom : 'atom';
-      continue;
+  for (let position = 0; position <= codePoints.length; position++) {
+    const previous = position === 0 ? undefined : codePoints[position - 1];
+    const here = codePoints[position];
+    // A new attempt starts at every position (the implicit leading .*? of an unanchored search).
+    if (add(current, 0, previous, here)) return true;
+    if (here === undefined) break;
+    generation += 1;
+    next.length = 0;
+    for (const pc of current) {
+      const ins = program[pc] as Extract<Instruction, { op: 'char' }>;
+      if (ins.test(here) && add(next, ins.next, here, codePoints[position + 1])) return true;
     }
-    if (c === '[') {
-      const { text, consumed } = translateClass(pattern, i);
-      out += text;
-      i += consumed;
-      lastAtom = 'atom';
-      continue;
-    }
-    if (c === '(') {
-      if (pattern.startsWith('(?P<', i)) {
-        out += '(?<';
-        i += 4;
-      } else if (
-        pattern.startsWith('(?<', i) &&
-        !pattern.startsWith('(?<=', i) &&
-        !pattern.startsWith('(?<!', i)
-      ) {
-        out += '(?<';
-        i += 3;
-      } else if (pattern.startsWith('(?:', i)) {
-        out += '(?:';
-        i += 3;
-      } else if (pattern[i + 1] === '?') {
-        const rest = pattern.slice(i, i + 4);
-        if (/^\(\?(=|!|<=|<!)/.test(rest)) {
-          throw new RegexSyntaxError(
-            `invalid or unsupported Perl syntax: \`${rest.slice(0, rest[2] === '<' ? 4 : 3)}\``,
-          );
-        }
-        throw new RegexSyntaxError(`unsupported flag group: \`${pattern.slice(i, i + 5)}\``);
-      } else {
-        out += '(';
-        i += 1;
-      }
-      groups.push({ hasUnboundedRepeat: false });
-      lastAtom = 'none';
-      continue;
-    }
-    if (c === ')') {
-      const frame = groups.pop();
-      if (frame === undefined || groups.length === 0) throw new RegexSyntaxError('unexpected )');
-      if (frame.hasUnboundedRepeat) top().hasUnboundedRepeat = true;
-      lastGroupHadUnbounded = frame.hasUnboundedRepeat;
-      out += ')';
-      i += 1;
-      lastAtom = 'group';
-      continue;
-    }
-    const repeat = readRepeat(pattern, i);
-    if (repeat !== null) {
-      if (lastAtom === 'none')
-        throw new RegexSyntaxError(`missing argument to repetition operator: \`${repeat.text}\``);
-      if (lastAtom === 'quantified')
-        throw new RegexSyntaxError(`invalid nested repetition operator: \`${repeat.text}\``);
-      if (repeat.unbounded) {
-        if (lastAtom === 'group' && lastGroupHadUnbounded) {
-          throw new RegexSyntaxError(
-            'nested repetition (a repeated group containing a repetition) is refused: it can take exponential time',
-          );
-        }
-        top().hasUnboundedRepeat = true;
-      }
-      out += repeat.text;
-      i += repeat.consumed;
-      // A lazy marker belongs to the quantifier.
-      if (pattern[i] === '?') {
-        out += '?';
-        i += 1;
-      }
-      lastAtom = 'quantified';
-      continue;
-    }
-    if (c === '{' || c === '}') {
-      // Go takes a brace that does not start a valid repeat literally; u-mode RegExp does not.
-      out += `\\${c}`;
-    } else if (c === ']' || c === '/') {
-      out += `\\${c}`;
-    } else {
-      out += c;
-    }
-    i += 1;
-    lastAtom = c === '|' || c === '^' || c === '$' ? 'none' : 'atom';
+    [current, next] = [next, current];
   }
-  if (groups.length !== 1) throw new RegexSyntaxError('missing closing )');
-  try {
-    return new RegExp(out, flags);
-  } catch (err) {
-    throw new RegexSyntaxError(err instanceof Error ? err.message : String(err));
-  }
+  return false;
 }
 
 interface Repeat {
   text: string;
   consumed: number;
-  /** More than one repetition possible: `*`, `+`, `{n,}` or `{n,m}` with m > 1. */
-  unbounded: boolean;
+  min: number;
+  max: number;
 }
 
+/** A quantifier at pattern[i], or null. Go takes a `{` that starts no valid repeat literally. */
 function readRepeat(pattern: string, i: number): Repeat | null {
   const c = pattern[i];
-  if (c === '*' || c === '+') return { text: c, consumed: 1, unbounded: true };
-  if (c === '?') return { text: c, consumed: 1, unbounded: false };
+  if (c === '*') return { text: c, consumed: 1, min: 0, max: Number.POSITIVE_INFINITY };
+  if (c === '+') return { text: c, consumed: 1, min: 1, max: Number.POSITIVE_INFINITY };
+  if (c === '?') return { text: c, consumed: 1, min: 0, max: 1 };
   if (c !== '{') return null;
   const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i, i + 24));
   if (m === null) return null;
@@ -195,7 +457,7 @@ function readRepeat(pattern: string, i: number): Repeat | null {
   if (min > maxRepeatCount || (Number.isFinite(max) && max > maxRepeatCount) || max < min) {
     throw new RegexSyntaxError(`invalid repeat count: \`${m[0]}\``);
   }
-  return { text: m[0], consumed: m[0].length, unbounded: max > 1 };
+  return { text: m[0], consumed: m[0].length, min, max };
 }
 
 function hexEscape(codePoint: number): string {

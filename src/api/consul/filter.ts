@@ -43,11 +43,10 @@
 // "Failed to create boolean expression evaluator: "; the HTTP layer answers it with 400.
 //
 // Limits against hostile input: the expression is at most 4 KiB and nests at most 32 levels;
-// regular expressions are translated from Go's syntax and refused when they could backtrack
-// catastrophically (see filter-regex.ts). Known gap: overlapping alternatives under a
-// repetition, e.g. `(a|a)*b`, are not detected.
+// regular expressions use Go's syntax and are matched in linear time by our own NFA, never by
+// a backtracking RegExp (see filter-regex.ts).
 
-import { compileGoRegex, RegexSyntaxError } from './filter-regex.js';
+import { compileGoRegex, type GoRegex, RegexSyntaxError } from './filter-regex.js';
 
 /** Longest expression accepted, in UTF-8 bytes. */
 export const FILTER_EXPRESSION_BYTES_MAX = 4096;
@@ -98,7 +97,7 @@ interface MatchNode {
   readonly path: readonly string[];
   /** The raw literal; absent for `is empty` / `is not empty`. */
   readonly value?: string;
-  readonly regex?: RegExp;
+  readonly regex?: GoRegex;
 }
 
 type Node =
@@ -720,9 +719,7 @@ function applyOp(node: MatchNode, value: unknown): boolean {
     case 'matches':
     case 'notMatches': {
       if (typeof value !== 'string') throw invalidOperator(node);
-      const regex = node.regex as RegExp;
-      regex.lastIndex = 0;
-      const matched = regex.test(value);
+      const matched = (node.regex as GoRegex).test(value);
       return node.op === 'matches' ? matched : !matched;
     }
   }
