@@ -91,35 +91,34 @@ function httpProbe(def: CheckDefinition): Probe {
       };
       for (const [k, v] of Object.entries(spec.headers)) headers[k] = v;
       const options = { method: spec.method, headers, signal, rejectUnauthorized: !spec.tlsSkipVerify };
+      // A timeout can strike before the headers or while the body is read: say so either way.
+      const failed = (err: Error) =>
+        resolve({
+          status: 'critical',
+          output: signal.aborted
+            ? `HTTP ${spec.method} ${spec.url}: timed out after ${def.timeoutMs} ms`
+            : `HTTP ${spec.method} ${spec.url}: ${err.message}`,
+        });
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (d: Buffer) => {
-          // Read only what the output can hold.
-          if (size <= OUTPUT_MAX_BYTES) chunks.push(d);
+          // Keep only what the output can hold (Consul reads the body into an OUTPUT_MAX_BYTES buffer).
+          if (size < OUTPUT_MAX_BYTES) chunks.push(d);
           size += d.byteLength;
         });
         res.on('end', () => {
           const code = res.statusCode ?? 0;
-          const body = Buffer.concat(chunks).toString();
+          const body = Buffer.concat(chunks).subarray(0, OUTPUT_MAX_BYTES).toString();
           const output = `HTTP ${spec.method} ${spec.url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`;
           resolve({
             status: code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical',
             output,
           });
         });
-        res.on('error', (err) =>
-          resolve({ status: 'critical', output: `HTTP ${spec.method} ${spec.url}: ${err.message}` }),
-        );
+        res.on('error', failed);
       });
-      req.on('error', (err) =>
-        resolve({
-          status: 'critical',
-          output: signal.aborted
-            ? `HTTP ${spec.method} ${spec.url}: timed out after ${def.timeoutMs} ms`
-            : `HTTP ${spec.method} ${spec.url}: ${err.message}`,
-        }),
-      );
+      req.on('error', failed);
       req.end(spec.body);
     });
 }
@@ -202,31 +201,66 @@ function grpcProbe(def: CheckDefinition): Probe {
     });
 }
 
-/** Consul's script check: exit 0 passing, 1 warning, anything else critical. */
+/**
+ * Consul's script check: exit 0 passing, 1 warning, anything else critical. The script runs in
+ * its own process group and a timeout kills the whole group, as Consul's KillCommandSubtree does,
+ * so a `sh -c` wrapper cannot leave its children running.
+ */
 function scriptProbe(def: CheckDefinition): Probe {
   const [command, ...args] = def.args!;
   return (signal) =>
     new Promise((resolve) => {
-      const child = spawn(command!, args, {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        signal,
-        killSignal: 'SIGKILL',
-      });
-      let output = '';
+      const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const kept: Buffer[] = [];
+      let keptBytes = 0;
+      let totalBytes = 0;
       const take = (d: Buffer) => {
-        if (output.length <= OUTPUT_MAX_BYTES * 2) output += d.toString();
+        // Keep only what the output can hold, but count everything for the "captured N of M" note.
+        if (keptBytes <= OUTPUT_MAX_BYTES) {
+          kept.push(d);
+          keptBytes += d.byteLength;
+        }
+        totalBytes += d.byteLength;
       };
+      const output = () => {
+        const bytes = Buffer.concat(kept);
+        if (totalBytes <= OUTPUT_MAX_BYTES) return bytes.toString();
+        return `${bytes.subarray(0, OUTPUT_MAX_BYTES).toString()} ... (captured ${OUTPUT_MAX_BYTES} of ${totalBytes} bytes)`;
+      };
+      const kill = () => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      };
+      let settled = false;
+      const settle = (status: HealthStatus, text: string) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve({ status, output: text });
+      };
+      const onAbort = () => {
+        kill();
+        // Consul's CheckMonitor: the timeout message, then what the script wrote before it.
+        const text = output();
+        settle('critical', `Timed out (${def.timeoutMs} ms) running check${text ? `\n\n${text}` : ''}`);
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
       child.stdout.on('data', take);
       child.stderr.on('data', take);
-      child.once('error', (err) => {
-        resolve({
-          status: 'critical',
-          output: signal.aborted ? `Timed out (${def.timeoutMs} ms) running check` : `exec: ${err.message}`,
-        });
-      });
-      child.once('close', (code) => {
-        if (signal.aborted || code === null) return;
-        resolve({ status: code === 0 ? 'passing' : code === 1 ? 'warning' : 'critical', output });
+      child.once('error', (err) => settle('critical', `exec: ${err.message}`));
+      child.once('close', (code, killedBy) => {
+        if (code === null) {
+          // Killed by someone else (the OOM killer, the script itself): still a result, never a hang.
+          const text = output();
+          const gap = text === '' || text.endsWith('\n') ? '' : '\n';
+          settle('critical', `${text}${gap}killed by ${killedBy ?? 'a signal'}`);
+          return;
+        }
+        settle(code === 0 ? 'passing' : code === 1 ? 'warning' : 'critical', output());
       });
     });
 }
@@ -277,25 +311,30 @@ export function startRunner(def: CheckDefinition, report: Report, deps: RunnerDe
  * slow probe does not flap a service out of DNS (Consul #1337).
  */
 export class StatusHandler {
-  private successes = 0;
-  private failures = 0;
+  // Consul's NewStatusHandler starts both counters at their thresholds, so the first result
+  // after registration applies at once; the thresholds govern every change after that.
+  private successes: number;
+  private failures: number;
 
   constructor(
     private readonly def: CheckDefinition,
     private readonly update: (status: HealthStatus | null, output: string) => void,
-  ) {}
+  ) {
+    this.successes = def.successBeforePassing;
+    this.failures = def.failuresBeforeCritical;
+  }
 
   result(status: HealthStatus, output: string): void {
-    if (status === 'passing') {
+    // Consul counts a warning as a success: only critical results count as failures.
+    if (status === 'passing' || status === 'warning') {
       this.successes++;
       this.failures = 0;
-      this.update(this.successes >= this.def.successBeforePassing ? 'passing' : null, output);
+      this.update(this.successes >= this.def.successBeforePassing ? status : null, output);
       return;
     }
     this.failures++;
     this.successes = 0;
-    if (status === 'critical' && this.failures >= this.def.failuresBeforeCritical)
-      this.update('critical', output);
+    if (this.failures >= this.def.failuresBeforeCritical) this.update(status, output);
     else if (this.failures >= this.def.failuresBeforeWarning) this.update('warning', output);
     else this.update(null, output);
   }

@@ -85,8 +85,10 @@ export class LocalState {
     if (replaceExistingChecks) {
       const keep = new Set(def.checks.map((c) => c.id));
       for (const check of [...this.checks.values()])
-        if (check.def.serviceId === id && !keep.has(check.def.id) && check.def.type !== 'maintenance')
+        if (check.def.serviceId === id && !keep.has(check.def.id) && check.def.type !== 'maintenance') {
           this.dropCheck(check.def.id);
+          this.unpersist('checks', check.def.id);
+        }
     }
     const entry = { service: def.service, source };
     this.services.set(id, entry);
@@ -98,8 +100,13 @@ export class LocalState {
 
   removeService(id: string): boolean {
     if (!this.services.delete(id)) return false;
+    // Its checks go too, from the data dir as well (Consul's removeServiceLocked), or a restart
+    // would find check files naming a service that no longer exists.
     for (const check of [...this.checks.values()])
-      if (check.def.serviceId === id) this.dropCheck(check.def.id);
+      if (check.def.serviceId === id) {
+        this.dropCheck(check.def.id);
+        this.unpersist('checks', check.def.id);
+      }
     this.unpersist('services', id);
     this.onChange('service');
     return true;
@@ -137,7 +144,8 @@ export class LocalState {
       );
     if (check.def.type !== 'ttl') throw new HttpError(500, `CheckID "${id}" does not have associated TTL`);
     this.armTtl(check);
-    this.setStatus(check, status, output);
+    // Consul's CheckTTL.SetStatus truncates what the API hands it; runners bound their own output.
+    this.setStatus(check, status, truncateOutput(output));
   }
 
   // ---- maintenance ----
@@ -238,7 +246,11 @@ export class LocalState {
     clearTimeout(this.ttlTimers.get(check.def.id));
     const timer = setTimeout(() => {
       if (this.checks.get(check.def.id) !== check) return;
-      this.setStatus(check, 'critical', `TTL expired (last output before timeout follows): ${check.output}`);
+      // Consul's CheckTTL.getExpiredOutput.
+      const expired = check.output
+        ? `TTL expired (last output before timeout follows): ${check.output}`
+        : 'TTL expired';
+      this.setStatus(check, 'critical', expired);
     }, check.def.ttlMs);
     timer.unref();
     this.ttlTimers.set(check.def.id, timer);
@@ -247,13 +259,12 @@ export class LocalState {
   private setStatus(check: LocalCheck, status: HealthStatus | null, output: string): void {
     if (this.checks.get(check.def.id) !== check) return;
     const next = status ?? check.status;
-    const truncated = truncateOutput(output);
-    if (next === check.status && truncated === check.output) return;
+    if (next === check.status && output === check.output) return;
     if (next === 'critical' && check.status !== 'critical') check.criticalSince = Date.now();
     if (next !== 'critical') check.criticalSince = null;
     const statusChanged = next !== check.status;
     check.status = next;
-    check.output = truncated;
+    check.output = output;
     if (statusChanged) this.options.log.debug('check status changed', { check: check.def.id, status: next });
     this.onChange(statusChanged ? 'status' : 'check');
   }
