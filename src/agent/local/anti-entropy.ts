@@ -54,6 +54,8 @@ export class AntiEntropy {
   private again = false;
   private stopped = false;
   private readonly outputSyncedAt = new Map<string, number>();
+  /** Wakes a sync when the earliest deferred output change is due (Consul's DeferCheck timer). */
+  private deferTimer: NodeJS.Timeout | undefined;
   /** Successful syncs so far (tests wait on it). */
   syncs = 0;
 
@@ -77,6 +79,7 @@ export class AntiEntropy {
     this.stopped = true;
     this.unwatch();
     clearTimeout(this.timer);
+    clearTimeout(this.deferTimer);
   }
 
   /** Sync soon; changes that arrive during a sync cause one more. */
@@ -147,6 +150,7 @@ export class AntiEntropy {
 
     const checksInCatalog = new Map(view.checks.map((c) => [c.checkId, c]));
     const now = Date.now();
+    let deferredUntil = Number.POSITIVE_INFINITY;
     for (const [id, check] of this.local.checks) {
       if (check.def.serviceId !== '' && !this.local.services.has(check.def.serviceId)) continue;
       const existing = checksInCatalog.get(id);
@@ -154,7 +158,10 @@ export class AntiEntropy {
         if (existing.output === check.output) continue;
         // Output alone changed: wait for check_update_interval since this check's last output sync.
         const last = this.outputSyncedAt.get(id) ?? 0;
-        if (now - last < this.options.checkUpdateIntervalMs) continue;
+        if (now - last < this.options.checkUpdateIntervalMs) {
+          deferredUntil = Math.min(deferredUntil, last + this.options.checkUpdateIntervalMs);
+          continue;
+        }
       }
       this.outputSyncedAt.set(id, now);
       await this.catalog.write({ type: 'catalogRegister', node, checks: [checkInput(check)] });
@@ -163,6 +170,12 @@ export class AntiEntropy {
       if (FOREIGN_CHECKS.has(id) || this.local.checks.has(id)) continue;
       await this.catalog.write({ type: 'catalogDeregister', node: name, checkId: id });
       this.outputSyncedAt.delete(id);
+    }
+    // Without this a deferred output would wait for the next full sync, or for ever if none comes first.
+    clearTimeout(this.deferTimer);
+    if (deferredUntil !== Number.POSITIVE_INFINITY && !this.stopped) {
+      this.deferTimer = setTimeout(() => this.trigger(0), Math.max(0, deferredUntil - Date.now()));
+      this.deferTimer.unref();
     }
   }
 }
