@@ -92,12 +92,26 @@ describe('gRPC health', () => {
   interface HealthRequest {
     service: string;
   }
+  /** An object, as a protobuf decoder gives (grpc-js takes a falsy request for a missing one). */
+  function decodeRequest(bytes: Buffer): HealthRequest {
+    if (bytes.length === 0 || bytes[0] !== 0x0a) return { service: '' };
+    let length = 0;
+    let at = 1;
+    for (let shift = 0; ; shift += 7) {
+      const byte = bytes[at++]!;
+      length |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    return { service: bytes.subarray(at, at + length).toString() };
+  }
+  const LONG_NAME = `svc.${'n'.repeat(300)}`;
   const SERVING = 1;
   const NOT_SERVING = 2;
   const statusByService = new Map<string, number>([
     ['', SERVING],
     ['good', SERVING],
     ['bad', NOT_SERVING],
+    [LONG_NAME, SERVING],
   ]);
   const asked: string[] = [];
   const server = new grpc.Server();
@@ -111,10 +125,7 @@ describe('gRPC health', () => {
         responseStream: false,
         requestSerialize: ({ service }: HealthRequest) =>
           Buffer.concat([Buffer.from([0x0a, service.length]), Buffer.from(service)]),
-        // An object, as a protobuf decoder gives: grpc-js takes a falsy request for a missing one.
-        requestDeserialize: (bytes: Buffer): HealthRequest => ({
-          service: bytes.length >= 2 && bytes[0] === 0x0a ? bytes.subarray(2, 2 + bytes[1]!).toString() : '',
-        }),
+        requestDeserialize: decodeRequest,
         responseSerialize: (status: number) => (status === 0 ? Buffer.alloc(0) : Buffer.from([0x08, status])),
         responseDeserialize: (bytes: Buffer) => bytes[1] ?? 0,
       },
@@ -150,6 +161,15 @@ describe('gRPC health', () => {
     const r = await check.next('a gRPC result', () => true);
     assert.deepEqual(r, { status: 'passing', output: `gRPC check ${target}: success` });
     assert.ok(asked.includes('good'));
+    check.stop();
+  });
+
+  test('a service name longer than 127 bytes (a two-byte length) is asked for intact', async () => {
+    const target = `127.0.0.1:${port}/${LONG_NAME}`;
+    const check = run({ GRPC: target, Interval: '1s', Timeout: '3s' });
+    const r = await check.next('a gRPC result', () => true);
+    assert.deepEqual(r, { status: 'passing', output: `gRPC check ${target}: success` });
+    assert.ok(asked.includes(LONG_NAME));
     check.stop();
   });
 

@@ -151,9 +151,17 @@ function tcpProbe(def: CheckDefinition): Probe {
 // grpc.health.v1.Health/Check carries one-field messages: encoded by hand rather than loading a .proto.
 function encodeHealthRequest(service: string): Buffer {
   const name = Buffer.from(service);
-  return name.byteLength === 0
-    ? Buffer.alloc(0)
-    : Buffer.concat([Buffer.from([0x0a, name.byteLength]), name]);
+  if (name.byteLength === 0) return Buffer.alloc(0);
+  // Field 1, wire type 2: tag 0x0a, then the length as a varint.
+  const header = [0x0a];
+  for (let n = name.byteLength; ; n >>>= 7) {
+    if (n < 0x80) {
+      header.push(n);
+      break;
+    }
+    header.push((n & 0x7f) | 0x80);
+  }
+  return Buffer.concat([Buffer.from(header), name]);
 }
 
 function decodeHealthStatus(bytes: Buffer): number {
@@ -169,7 +177,6 @@ function grpcProbe(def: CheckDefinition): Probe {
   const slash = spec.target.indexOf('/');
   const address = slash < 0 ? spec.target : spec.target.slice(0, slash);
   const service = slash < 0 ? '' : spec.target.slice(slash + 1);
-  if (Buffer.byteLength(service) > 127) throw new Error('gRPC service name too long');
   return (signal) =>
     new Promise((resolve) => {
       const credentials = spec.useTls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
