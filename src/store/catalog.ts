@@ -99,6 +99,14 @@ function without<T extends { createIndex: number; modifyIndex: number }>(
 
 const STATUSES: readonly HealthStatus[] = ['passing', 'warning', 'critical', 'maintenance'];
 
+/** One node's records, as `Catalog.saveNode` captured them. */
+export interface NodeSavepoint {
+  readonly name: string;
+  readonly node: CatalogNode | undefined;
+  readonly services: ReadonlyMap<string, CatalogService> | undefined;
+  readonly checks: ReadonlyMap<string, CatalogCheck> | undefined;
+}
+
 export interface ServiceEntry {
   node: CatalogNode;
   service: CatalogService;
@@ -338,7 +346,99 @@ export class Catalog {
     return true;
   }
 
+  // ---- single-record writes (Consul /v1/txn Service and Check verbs) ----
+
+  /**
+   * Upsert one service on a registered node (Consul ensureServiceTxn: ErrMissingNode when the
+   * node is not registered). Returns whether anything changed.
+   */
+  setService(effects: CatalogEffects, node: string, input: ServiceInput): boolean {
+    if (!this.nodes.has(node)) throw new StoreError(StoreErrorCode.NodeNotFound, 'Missing node registration');
+    if (input.id === '' || input.service === '') {
+      throw new StoreError(StoreErrorCode.InvalidArgument, 'service id and name are required');
+    }
+    const before = this.services.get(node)?.get(input.id);
+    this.upsertService(effects, node, input);
+    return this.services.get(node)?.get(input.id) !== before;
+  }
+
+  /**
+   * Upsert one check on a registered node (Consul ensureCheckTxn: ErrMissingNode, and
+   * ErrMissingService when it names a service the node does not have).
+   */
+  setCheck(effects: CatalogEffects, node: string, input: CheckInput): boolean {
+    if (!this.nodes.has(node)) throw new StoreError(StoreErrorCode.NodeNotFound, 'Missing node registration');
+    if (input.checkId === '') throw new StoreError(StoreErrorCode.InvalidArgument, 'check id is required');
+    if (input.status !== undefined && !STATUSES.includes(input.status)) {
+      throw new StoreError(
+        StoreErrorCode.InvalidArgument,
+        `check status must be one of ${STATUSES.join(', ')}: got ${input.status}`,
+      );
+    }
+    const serviceId = input.serviceId ?? '';
+    if (serviceId !== '' && !this.services.get(node)?.has(serviceId)) {
+      throw new StoreError(StoreErrorCode.InvalidArgument, 'Missing service registration');
+    }
+    const before = this.checks.get(node)?.get(input.checkId);
+    this.upsertCheck(effects, node, input);
+    return this.checks.get(node)?.get(input.checkId) !== before;
+  }
+
+  // ---- savepoints (rolling back a failed /v1/txn) ----
+
+  /**
+   * Everything the catalog holds about one node. Records are replaced, never mutated in place,
+   * so shallow copies of the per-node maps are a complete savepoint.
+   */
+  saveNode(name: string): NodeSavepoint {
+    const services = this.services.get(name);
+    const checks = this.checks.get(name);
+    return {
+      name,
+      node: this.nodes.get(name),
+      services: services === undefined ? undefined : new Map(services),
+      checks: checks === undefined ? undefined : new Map(checks),
+    };
+  }
+
+  /** Put a node back exactly as `saveNode` found it (its services' name index included). */
+  restoreNode(saved: NodeSavepoint): void {
+    const { name } = saved;
+    for (const service of this.services.get(name)?.values() ?? []) {
+      this.unlinkName(service.service, `${name}\u0000${service.id}`);
+    }
+    if (saved.node === undefined) this.nodes.delete(name);
+    else this.nodes.set(name, saved.node);
+    if (saved.services === undefined) this.services.delete(name);
+    else this.services.set(name, new Map(saved.services));
+    if (saved.checks === undefined) this.checks.delete(name);
+    else this.checks.set(name, new Map(saved.checks));
+    for (const service of saved.services?.values() ?? []) {
+      let refs = this.byServiceName.get(service.service);
+      if (refs === undefined) {
+        refs = new Set();
+        this.byServiceName.set(service.service, refs);
+      }
+      refs.add(`${name}\u0000${service.id}`);
+    }
+  }
+
   // ---- reads ----
+
+  node(name: string): CatalogNode | undefined {
+    return this.nodes.get(name);
+  }
+
+  /** Consul looks a node up by ID first when one is given (txn Node get). */
+  nodeById(id: string): CatalogNode | undefined {
+    if (id === '') return undefined;
+    for (const node of this.nodes.values()) if (node.id === id) return node;
+    return undefined;
+  }
+
+  service(node: string, serviceId: string): CatalogService | undefined {
+    return this.services.get(node)?.get(serviceId);
+  }
 
   check(node: string, checkId: string): CatalogCheck | undefined {
     return this.checks.get(node)?.get(checkId);

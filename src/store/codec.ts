@@ -119,7 +119,43 @@ function txnOp(v: unknown, depth: number): boolean {
   })(v);
 }
 
-const consulOp: Rule = (v) => {
+/** Bounded collections inside catalog records (meta and tags are capped at the API edge too). */
+const MAX_CATALOG_ITEMS = 1024;
+const boundedRecord: Rule = (v) => record(v) && Object.keys(v as object).length <= MAX_CATALOG_ITEMS;
+
+const status = oneOf('passing', 'warning', 'critical', 'maintenance');
+const nodeRegistration = shape({
+  node: isString,
+  id: optional(isString),
+  address: optional(isString),
+  datacenter: optional(isString),
+  taggedAddresses: optional(boundedRecord),
+  meta: optional(boundedRecord),
+});
+const serviceRegistration = shape({
+  id: isString,
+  service: isString,
+  tags: optional(arrayOf(isString, MAX_CATALOG_ITEMS)),
+  address: optional(isString),
+  port: optional(isInt),
+  meta: optional(boundedRecord),
+  kind: optional(isString),
+  weights: optional(shape({ passing: isInt, warning: isInt })),
+  enableTagOverride: optional(isBool),
+});
+const checkRegistration = shape({
+  checkId: isString,
+  name: optional(isString),
+  status: optional(status),
+  notes: optional(isString),
+  output: optional(isString),
+  serviceId: optional(isString),
+  type: optional(isString),
+});
+
+const catalogVerb = oneOf('set', 'cas', 'get', 'delete', 'delete-cas');
+
+const consulKvOp: Rule = (v) => {
   if (typeof v !== 'object' || v === null) return false;
   const verb = (v as { verb?: unknown }).verb;
   const keyOnly = { key: isBytes };
@@ -148,35 +184,32 @@ const consulOp: Rule = (v) => {
   }
 };
 
-const status = oneOf('passing', 'warning', 'critical', 'maintenance');
-const nodeRegistration = shape({
-  node: isString,
-  id: optional(isString),
-  address: optional(isString),
-  datacenter: optional(isString),
-  taggedAddresses: optional(record),
-  meta: optional(record),
-});
-const serviceRegistration = shape({
-  id: isString,
-  service: isString,
-  tags: optional(arrayOf(isString)),
-  address: optional(isString),
-  port: optional(isInt),
-  meta: optional(record),
-  kind: optional(isString),
-  weights: optional(shape({ passing: isInt, warning: isInt })),
-  enableTagOverride: optional(isBool),
-});
-const checkRegistration = shape({
-  checkId: isString,
-  name: optional(isString),
-  status: optional(status),
-  notes: optional(isString),
-  output: optional(isString),
-  serviceId: optional(isString),
-  type: optional(isString),
-});
+/** /v1/txn ops: KV ops carry no `target`; catalog and session ops name theirs. */
+const consulOp: Rule = (v) => {
+  if (typeof v !== 'object' || v === null) return false;
+  const target = (v as { target?: unknown }).target;
+  switch (target) {
+    case undefined:
+      return consulKvOp(v);
+    case 'node':
+      return shape({ verb: catalogVerb, node: nodeRegistration, index: optional(isInt) })(v);
+    case 'service':
+      return shape({
+        verb: catalogVerb,
+        node: isString,
+        service: serviceRegistration,
+        index: optional(isInt),
+      })(v);
+    case 'check':
+      return shape({ verb: catalogVerb, node: isString, check: checkRegistration, index: optional(isInt) })(
+        v,
+      );
+    case 'session':
+      return shape({ verb: oneOf('delete'), session: isInt })(v);
+    default:
+      return false;
+  }
+};
 
 const commandRules: Record<string, Rule> = {
   put: shape(putFields),
@@ -197,7 +230,8 @@ const commandRules: Record<string, Rule> = {
   leaseCheckpoint: shape({ checkpoints: arrayOf(shape({ id: isInt, remainingMs: isInt })) }),
   leaseExpire: shape({ ids: arrayOf(isInt) }),
   leaseRenewAll: shape({}),
-  consulTxn: shape({ ops: arrayOf(consulOp) }),
+  // The store's maxTxnOps is the real limit; this only bounds what a decoder walks.
+  consulTxn: shape({ ops: arrayOf(consulOp, 4096) }),
   catalogRegister: shape({
     node: nodeRegistration,
     service: optional(serviceRegistration),

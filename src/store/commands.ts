@@ -4,7 +4,14 @@
  * reads a clock (TTL deadlines and lock-delays are computed from these stamps).
  */
 
-import type { CheckInput, NodeInput, ServiceInput } from './catalog.js';
+import type {
+  CatalogCheck,
+  CatalogNode,
+  CatalogService,
+  CheckInput,
+  NodeInput,
+  ServiceInput,
+} from './catalog.js';
 import type { StoreError } from './errors.js';
 import type { HealthStatus, KeyValue, LeaseBehavior, SortOrder, SortTarget } from './types.js';
 
@@ -86,6 +93,46 @@ export type ConsulKvOp =
 
 export type ConsulVerb = ConsulKvOp['verb'];
 
+/**
+ * Consul /v1/txn catalog and session verbs (api-docs/txn "Tables of Operations"). They carry a
+ * `target`; KV ops have none, so logs written before these existed decode unchanged.
+ * `index` is the ModifyIndex a cas / delete-cas compares against (cas with 0: create only).
+ */
+export type ConsulCatalogVerb = 'set' | 'cas' | 'get' | 'delete' | 'delete-cas';
+
+export interface ConsulNodeOp {
+  target: 'node';
+  verb: ConsulCatalogVerb;
+  node: NodeRegistration;
+  index?: number;
+}
+
+export interface ConsulServiceOp {
+  target: 'service';
+  verb: ConsulCatalogVerb;
+  /** The node name the service instance lives on. */
+  node: string;
+  service: ServiceRegistration;
+  index?: number;
+}
+
+export interface ConsulCheckOp {
+  target: 'check';
+  verb: ConsulCatalogVerb;
+  node: string;
+  check: CheckRegistration;
+  index?: number;
+}
+
+/** Consul's TxnSessionOp: ends the session as destroying it does (its locks are released). */
+export interface ConsulSessionOp {
+  target: 'session';
+  verb: 'delete';
+  session: number;
+}
+
+export type ConsulTxnOp = ConsulKvOp | ConsulNodeOp | ConsulServiceOp | ConsulCheckOp | ConsulSessionOp;
+
 // ---- catalog ----
 
 /** Absent optional fields take Consul's defaults (a new check starts critical). */
@@ -128,7 +175,7 @@ export type Command = Stamped &
     | { type: 'leaseExpire'; ids: number[] }
     /** A new leader: every lease gets a fresh TTL (or its checkpointed remainder) from now. */
     | { type: 'leaseRenewAll' }
-    | { type: 'consulTxn'; ops: ConsulKvOp[] }
+    | { type: 'consulTxn'; ops: ConsulTxnOp[] }
     | {
         type: 'catalogRegister';
         node: NodeRegistration;
@@ -154,6 +201,10 @@ export interface ConsulOpResult {
   kvs: KeyValue[];
   /** For a lock verb that acquired: the fencing token of this grant (its revision). */
   fencingToken?: number;
+  /** Catalog verbs other than deletes return the record as it stands after the op. */
+  node?: CatalogNode;
+  service?: CatalogService;
+  check?: CatalogCheck;
 }
 
 /** Every result carries the store revision after the command (etcd's header revision). */

@@ -1,35 +1,108 @@
 /**
- * Consul KV semantics: the /v1/txn KV verbs, which the single-key KV endpoint also uses
+ * Consul's /v1/txn: the KV verbs, which the single-key KV endpoint also uses
  * (PUT ?cas= -> cas, ?acquire= -> lock, ?release= -> unlock, DELETE ?cas= -> delete-cas,
- * ?recurse -> delete-tree). Semantics follow Consul's state store (kvs.go, txn.go):
+ * ?recurse -> delete-tree), and the Node, Service, Check and Session verbs, all in one ordered,
+ * atomic list. Semantics follow Consul's state store (kvs.go, catalog.go, txn.go):
  * - set keeps the key's session and LockIndex;
  * - cas with index 0 creates only; otherwise ModifyIndex must equal the index;
  * - lock: another session's lock or a running lock-delay fails; a new holder increments
  *   LockIndex; the holder re-locking only updates the value;
  * - unlock by a session that does not hold the lock fails; LockIndex is kept;
  * - a write identical to the current entry is skipped, so it bumps no index and wakes no
- *   blocking query (Consul kvsSetTxn "skip ... if the entry is not actually changed").
+ *   blocking query (Consul kvsSetTxn "skip ... if the entry is not actually changed");
+ * - catalog cas: index 0 creates only, else the record must exist with that ModifyIndex
+ *   (ensureNodeCASTxn and friends); catalog delete-cas fails on a missing record, unlike KV's;
+ *   catalog delete of a missing record succeeds (deleteNodeTxn returns nil).
+ * The store rolls back catalog and session changes of a failed txn (see Store, consulTxn).
  */
 import { type ByteString, prefixEnd, toByteString } from './bytes.js';
-import type { ConsulKvOp, ConsulOpResult } from './commands.js';
-import { StoreError, StoreErrorCode } from './errors.js';
+import type { Catalog, CatalogEffects } from './catalog.js';
+import type {
+  ConsulCheckOp,
+  ConsulKvOp,
+  ConsulNodeOp,
+  ConsulOpResult,
+  ConsulServiceOp,
+  ConsulSessionOp,
+  ConsulTxnOp,
+} from './commands.js';
+import { invariant, StoreError, StoreErrorCode } from './errors.js';
 import { checkKey, checkValue } from './etcd-txn.js';
 import { toKeyValue } from './kv-view.js';
-import type { LeaseTable } from './leases.js';
+import type { Lease, LeaseTable } from './leases.js';
 import type { StoreLimits } from './limits.js';
 import type { LockDelays } from './locks.js';
 import type { Version } from './mvcc.js';
 import type { WriteTxn } from './write-txn.js';
 
+/** What the catalog and session verbs need from the store. */
+export interface ConsulCatalogContext {
+  catalog: Catalog;
+  effects: CatalogEffects;
+  /** Called before the first change to a node's records in this txn (the store saves them). */
+  touchNode(name: string): void;
+  /** End a session as destroying it does: release (or delete) its locks, start lock-delay. */
+  destroySession(lease: Lease): void;
+}
+
 export interface ConsulContext {
   txn: WriteTxn;
   leases: LeaseTable;
-  lockDelays: LockDelays;
+  /** Lock-delays in force, including those this txn started. */
+  lockDelays: Pick<LockDelays, 'activeUntil'>;
   limits: StoreLimits;
   nowMs: number;
+  catalog: ConsulCatalogContext;
 }
 
-export function validateConsulOps(ops: ConsulKvOp[], limits: StoreLimits): void {
+/** Bytes of text a catalog op carries (names, tags, meta), bounded like a KV value. */
+function textBytes(value: unknown, depth = 0): number {
+  invariant(depth <= 4, 'catalog op nested too deep');
+  if (typeof value === 'string') return Buffer.byteLength(value);
+  if (Array.isArray(value)) return value.reduce((sum: number, item) => sum + textBytes(item, depth + 1), 0);
+  if (typeof value === 'object' && value !== null) {
+    let sum = 0;
+    for (const [key, item] of Object.entries(value)) sum += key.length + textBytes(item, depth + 1);
+    return sum;
+  }
+  return 8;
+}
+
+function catalogOpName(op: ConsulNodeOp | ConsulServiceOp | ConsulCheckOp): string {
+  return op.target === 'node' ? op.node.node : op.node;
+}
+
+function validateCatalogOp(op: Exclude<ConsulTxnOp, ConsulKvOp>, limits: StoreLimits): void {
+  if (op.target === 'session') {
+    if (!Number.isSafeInteger(op.session) || op.session <= 0) {
+      throw new StoreError(StoreErrorCode.InvalidArgument, `invalid session ${op.session}`);
+    }
+    return;
+  }
+  // Consul's txn docs: node ops need an ID or name; service and check ops a node name and an ID.
+  const byId = op.target === 'node' && op.verb === 'get' && (op.node.id ?? '') !== '';
+  if (catalogOpName(op) === '' && !byId) {
+    throw new StoreError(StoreErrorCode.InvalidArgument, `${op.target} operation needs a node name`);
+  }
+  if (op.target === 'service' && op.service.id === '') {
+    throw new StoreError(StoreErrorCode.InvalidArgument, 'service operation needs a service ID');
+  }
+  if (op.target === 'check' && op.check.checkId === '') {
+    throw new StoreError(StoreErrorCode.InvalidArgument, 'check operation needs a check ID');
+  }
+  if (op.index !== undefined && (!Number.isSafeInteger(op.index) || op.index < 0)) {
+    throw new StoreError(StoreErrorCode.InvalidArgument, `ModifyIndex must be a non-negative integer`);
+  }
+  const bytes = textBytes(op);
+  if (bytes > limits.maxValueBytes) {
+    throw new StoreError(
+      StoreErrorCode.ValueTooLarge,
+      `${op.target} operation is too large: ${bytes} > ${limits.maxValueBytes} bytes`,
+    );
+  }
+}
+
+export function validateConsulOps(ops: ConsulTxnOp[], limits: StoreLimits): void {
   if (ops.length > limits.maxTxnOps) {
     throw new StoreError(
       StoreErrorCode.TooManyOps,
@@ -38,6 +111,10 @@ export function validateConsulOps(ops: ConsulKvOp[], limits: StoreLimits): void 
   }
   ops.forEach((op, opIndex) => {
     try {
+      if ('target' in op) {
+        validateCatalogOp(op, limits);
+        return;
+      }
       // get-tree/delete-tree take a prefix, which may be empty (the whole KV store).
       if (op.verb !== 'get-tree' && op.verb !== 'delete-tree') checkKey(op.key, limits);
       if ('value' in op) checkValue(op.value, limits);
@@ -83,7 +160,171 @@ function listPrefix(txn: WriteTxn, prefix: ByteString): Version[] {
   return found;
 }
 
-function applyOne(context: ConsulContext, op: ConsulKvOp, opIndex: number): ConsulOpResult {
+/** Consul's catalog CAS rule: index 0 means "must not exist", else it must equal ModifyIndex. */
+function casMatches(existing: { modifyIndex: number } | undefined, index: number): boolean {
+  return index === 0 ? existing === undefined : existing?.modifyIndex === index;
+}
+
+function applyNodeOp(context: ConsulCatalogContext, op: ConsulNodeOp, opIndex: number): ConsulOpResult {
+  const { catalog, effects } = context;
+  const name = op.node.node;
+  const index = op.index ?? 0;
+  switch (op.verb) {
+    case 'get': {
+      // Consul txnNode getNode: by ID when one is given, else by name.
+      const id = op.node.id ?? '';
+      const found = id !== '' ? catalog.nodeById(id) : catalog.node(name);
+      if (found === undefined) fail(StoreErrorCode.NodeNotFound, `node "${name}" doesn't exist`, opIndex);
+      return { kvs: [], node: found };
+    }
+    case 'cas':
+      if (!casMatches(catalog.node(name), index)) {
+        fail(StoreErrorCode.CasFailed, `failed to set node "${name}", index is stale`, opIndex);
+      }
+      return applyNodeOp(context, { ...op, verb: 'set' }, opIndex);
+    case 'set': {
+      context.touchNode(name);
+      catalog.register(effects, op.node, undefined, []);
+      const node = catalog.node(name);
+      invariant(node !== undefined, 'node set left no node');
+      return { kvs: [], node };
+    }
+    case 'delete-cas': {
+      const existing = catalog.node(name);
+      if (existing === undefined || existing.modifyIndex !== index) {
+        fail(StoreErrorCode.CasFailed, `failed to delete node "${name}", index is stale`, opIndex);
+      }
+      return applyNodeOp(context, { ...op, verb: 'delete' }, opIndex);
+    }
+    case 'delete':
+      context.touchNode(name);
+      // Its services, checks and the sessions tied to it go too (Consul deleteNodeTxn).
+      catalog.deregister(effects, name, undefined, undefined);
+      invariant(catalog.node(name) === undefined, 'node delete left the node');
+      return { kvs: [] };
+  }
+}
+
+function applyServiceOp(context: ConsulCatalogContext, op: ConsulServiceOp, opIndex: number): ConsulOpResult {
+  const { catalog, effects } = context;
+  const { node } = op;
+  const id = op.service.id;
+  invariant(id !== '', 'service op without an ID');
+  const existing = catalog.service(node, id);
+  switch (op.verb) {
+    case 'get':
+      if (existing === undefined) {
+        fail(StoreErrorCode.KeyNotFound, `service "${id}" on node "${node}" doesn't exist`, opIndex);
+      }
+      return { kvs: [], service: existing };
+    case 'cas':
+      if (!casMatches(existing, op.index ?? 0)) {
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to set service "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      }
+      return applyServiceOp(context, { ...op, verb: 'set' }, opIndex);
+    case 'set': {
+      context.touchNode(node);
+      catalog.setService(effects, node, op.service);
+      const service = catalog.service(node, id);
+      invariant(service !== undefined, 'service set left no service');
+      return { kvs: [], service };
+    }
+    case 'delete-cas':
+      if (existing === undefined || existing.modifyIndex !== (op.index ?? 0)) {
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to delete service "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      }
+      return applyServiceOp(context, { ...op, verb: 'delete' }, opIndex);
+    case 'delete':
+      context.touchNode(node);
+      // The service's checks go with it (Consul deleteServiceTxn).
+      catalog.deregister(effects, node, id, undefined);
+      return { kvs: [] };
+  }
+}
+
+function applyCheckOp(context: ConsulCatalogContext, op: ConsulCheckOp, opIndex: number): ConsulOpResult {
+  const { catalog, effects } = context;
+  const { node } = op;
+  const id = op.check.checkId;
+  invariant(id !== '', 'check op without an ID');
+  const existing = catalog.check(node, id);
+  switch (op.verb) {
+    case 'get':
+      if (existing === undefined) {
+        fail(StoreErrorCode.CheckNotFound, `check "${id}" on node "${node}" doesn't exist`, opIndex);
+      }
+      return { kvs: [], check: existing };
+    case 'cas':
+      if (!casMatches(existing, op.index ?? 0)) {
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to set check "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      }
+      return applyCheckOp(context, { ...op, verb: 'set' }, opIndex);
+    case 'set': {
+      context.touchNode(node);
+      // A check turning critical invalidates the sessions tied to it, inside this txn.
+      catalog.setCheck(effects, node, op.check);
+      const check = catalog.check(node, id);
+      invariant(check !== undefined, 'check set left no check');
+      return { kvs: [], check };
+    }
+    case 'delete-cas':
+      if (existing === undefined || existing.modifyIndex !== (op.index ?? 0)) {
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to delete check "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      }
+      return applyCheckOp(context, { ...op, verb: 'delete' }, opIndex);
+    case 'delete':
+      context.touchNode(node);
+      catalog.deregister(effects, node, undefined, id);
+      return { kvs: [] };
+  }
+}
+
+function applySessionOp(context: ConsulContext, op: ConsulSessionOp, opIndex: number): ConsulOpResult {
+  const lease = context.leases.get(op.session);
+  // Consul txnSession: deleting an unknown session fails the txn.
+  if (lease === undefined) {
+    fail(
+      StoreErrorCode.SessionNotFound,
+      `failed to delete session: session "${op.session}" not found`,
+      opIndex,
+    );
+  }
+  context.catalog.destroySession(lease);
+  invariant(context.leases.get(op.session) === undefined, 'session delete left the session');
+  return { kvs: [] };
+}
+
+function applyOne(context: ConsulContext, op: ConsulTxnOp, opIndex: number): ConsulOpResult {
+  if (!('target' in op)) return applyKvOp(context, op, opIndex);
+  switch (op.target) {
+    case 'node':
+      return applyNodeOp(context.catalog, op, opIndex);
+    case 'service':
+      return applyServiceOp(context.catalog, op, opIndex);
+    case 'check':
+      return applyCheckOp(context.catalog, op, opIndex);
+    case 'session':
+      return applySessionOp(context, op, opIndex);
+  }
+}
+
+function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): ConsulOpResult {
   const { txn } = context;
   const key = toByteString(op.key);
   const existing = op.verb === 'get-tree' || op.verb === 'delete-tree' ? undefined : txn.get(key);
@@ -170,7 +411,7 @@ function applyOne(context: ConsulContext, op: ConsulKvOp, opIndex: number): Cons
 }
 
 /** Apply the ops in order; the first failing op throws (with its opIndex) and aborts them all. */
-export function applyConsulTxn(context: ConsulContext, ops: ConsulKvOp[]): ConsulOpResult[] {
+export function applyConsulTxn(context: ConsulContext, ops: ConsulTxnOp[]): ConsulOpResult[] {
   const results: ConsulOpResult[] = [];
   ops.forEach((op, opIndex) => {
     try {

@@ -14,7 +14,7 @@ import { type ByteString, fromByteString, prefixEnd, toByteString } from './byte
 import { Catalog, type CatalogEffects, Topic } from './catalog.js';
 import type { Command, ConsulOpResult, RangeOp, ResponseOp, Result, TxnOp } from './commands.js';
 import { type CompactionPolicy, compactionTarget, RevisionClock } from './compaction.js';
-import { applyConsulTxn, validateConsulOps } from './consul-txn.js';
+import { applyConsulTxn, type ConsulContext, validateConsulOps } from './consul-txn.js';
 import { invariant, StoreError, StoreErrorCode } from './errors.js';
 import {
   applyDeleteRange,
@@ -81,6 +81,16 @@ export interface StoreInternals {
   };
 }
 
+/** Undo steps and deferred effects of the Consul txn being applied. */
+interface TxnJournal {
+  /** Run in reverse order if the txn fails. */
+  readonly undo: (() => void)[];
+  /** Nodes whose catalog records were saved (once per txn). */
+  readonly savedNodes: Set<string>;
+  /** Lock-delays the txn started, applied only when it commits. */
+  readonly lockDelays: Map<ByteString, number>;
+}
+
 export class Store {
   readonly limits: StoreLimits;
   private readonly mvcc = new Mvcc();
@@ -100,6 +110,8 @@ export class Store {
   private quotaAlarm = false;
   /** Topics touched by the command being applied. */
   private readonly pendingTopics = new Set<string>();
+  /** Set while a Consul txn applies: its catalog and session changes can be undone. */
+  private txnJournal: TxnJournal | null = null;
   private readonly leaseExists = (id: number) => this.leaseTable.get(id) !== undefined;
   private readonly scannerAt = (revision: number): Scanner => this.scanner(revision);
 
@@ -257,16 +269,21 @@ export class Store {
       case 'consulTxn': {
         validateConsulOps(command.ops, this.limits);
         const txn = this.beginWrite();
-        const results: ConsulOpResult[] = applyConsulTxn(
-          {
-            txn,
-            leases: this.leaseTable,
-            lockDelays: this.lockDelays,
-            limits: this.limits,
-            nowMs: this.timeMsValue,
-          },
-          command.ops,
-        );
+        const journal: TxnJournal = { undo: [], savedNodes: new Set(), lockDelays: new Map() };
+        invariant(this.txnJournal === null, 'nested consul txn');
+        this.txnJournal = journal;
+        let results: ConsulOpResult[];
+        try {
+          results = applyConsulTxn(this.consulContext(txn, journal), command.ops);
+        } catch (error) {
+          // Consul's TxnRW aborts the whole state-store txn. KV writes vanish with the WriteTxn
+          // and apply() drops the pending topics; put back what the ops changed directly.
+          for (let i = journal.undo.length - 1; i >= 0; i--) journal.undo[i]!();
+          throw error;
+        } finally {
+          this.txnJournal = null;
+        }
+        for (const [key, untilMs] of journal.lockDelays) this.lockDelays.set(key, untilMs);
         this.commit(txn, false);
         return { type: 'consulTxn', results, revision: this.revisionValue };
       }
@@ -314,6 +331,34 @@ export class Store {
 
   private beginWrite(): WriteTxn {
     return new WriteTxn(this.mvcc, this.revisionValue + 1, this.limits.quotaBytes, this.quotaAlarm);
+  }
+
+  /** The context of a Consul txn: its catalog and session changes are journaled for rollback. */
+  private consulContext(txn: WriteTxn, journal: TxnJournal): ConsulContext {
+    const catalog = this.catalogTables;
+    return {
+      txn,
+      leases: this.leaseTable,
+      lockDelays: {
+        activeUntil: (key, nowMs) => {
+          const pending = journal.lockDelays.get(key) ?? 0;
+          return Math.max(this.lockDelays.activeUntil(key, nowMs), pending > nowMs ? pending : 0);
+        },
+      },
+      limits: this.limits,
+      nowMs: this.timeMsValue,
+      catalog: {
+        catalog,
+        effects: this.catalogEffects(txn),
+        touchNode: (name) => {
+          if (journal.savedNodes.has(name)) return;
+          journal.savedNodes.add(name);
+          const saved = catalog.saveNode(name);
+          journal.undo.push(() => catalog.restoreNode(saved));
+        },
+        destroySession: (lease) => this.revoke(txn, lease),
+      },
+    };
   }
 
   private etcdContext(txn: WriteTxn): EtcdContext {
@@ -434,7 +479,15 @@ export class Store {
   private revoke(txn: WriteTxn, lease: Lease): void {
     for (const key of [...lease.keys].sort()) txn.delete(key);
     const lockDelay = Math.min(lease.lockDelayMs, this.limits.maxLockDelayMs);
-    for (const key of [...lease.locks.keys()].sort()) {
+    const held = new Set(lease.locks.keys());
+    const journal = this.txnJournal;
+    if (journal !== null) {
+      // Locks taken earlier in this Consul txn are still pending writes, not yet in lease.locks.
+      for (const { version } of txn.effectiveWrites()) {
+        if (version.live && version.session === lease.id) held.add(version.key);
+      }
+    }
+    for (const key of [...held].sort()) {
       const current = txn.get(key);
       if (current !== undefined && current.session === lease.id) {
         if (lease.behavior === 'delete') txn.delete(key);
@@ -447,9 +500,16 @@ export class Store {
           );
         }
       }
-      if (lockDelay > 0) this.lockDelays.set(key, this.timeMsValue + lockDelay);
+      if (lockDelay > 0) {
+        const untilMs = this.timeMsValue + lockDelay;
+        // In a Consul txn the lock-delay waits for the commit (a rollback must not leave one).
+        if (journal !== null)
+          journal.lockDelays.set(key, Math.max(journal.lockDelays.get(key) ?? 0, untilMs));
+        else this.lockDelays.set(key, untilMs);
+      }
     }
     this.leaseTable.remove(lease.id);
+    if (journal !== null) journal.undo.push(() => this.leaseTable.add(lease));
     this.pendingTopics.add(Topic.sessions);
     if (this.lockDelays.size > 1024) this.lockDelays.prune(this.timeMsValue);
   }
