@@ -6,9 +6,10 @@ import { startEtcdApi } from '../api/etcd/etcd-api.js';
 import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
-import { type AgentConfig, ConfigError } from './config.js';
+import type { AgentConfig } from './config.js';
 import { AntiEntropy } from './local/anti-entropy.js';
 import { serverCatalogAccess } from './local/catalog-access.js';
+import { loadDefinitions } from './local/definitions-loader.js';
 import { LocalState } from './local/local-state.js';
 
 /**
@@ -76,21 +77,7 @@ export class Agent {
       },
       log,
     });
-    // Config-file definitions are checked at startup: a bad one is a one-line error, as a bad flag is.
-    for (const [kind, list] of [
-      ['service', config.serviceDefinitions],
-      ['check', config.checkDefinitions],
-    ] as const) {
-      for (const def of list) {
-        try {
-          if (kind === 'service') this.local.addService(def, 'config');
-          else this.local.addCheck(def, 'config');
-        } catch (err) {
-          this.local.stop();
-          throw new ConfigError(`config file: ${kind} ${JSON.stringify(def)}: ${(err as Error).message}`);
-        }
-      }
-    }
+    loadDefinitions(this.local, config);
   }
 
   async start(): Promise<void> {
@@ -148,6 +135,11 @@ export class Agent {
         `cannot serve DNS on ${this.config.clientAddr}:${this.config.ports.dns}: ${(err as Error).message}`,
       );
     }
+    // Client agents forward to these addresses (the DNS server bound just above).
+    this.server.publishClientAddresses(
+      `${clientHost}:${this.httpPortOf()}`,
+      `${clientHost}:${this.dns?.port}`,
+    );
     this.local.loadPersisted();
     this.local.start();
     const nodeAddress = this.config.advertiseAddr ?? this.config.bindAddr;
@@ -192,6 +184,11 @@ export class Agent {
     while (!this.server.store.catalog.nodes.has(this.config.nodeName) && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  private httpPortOf(): number {
+    const address = this.http?.server.address();
+    return typeof address === 'object' && address ? address.port : this.config.ports.http;
   }
 
   /** Graceful leave, then stop. Idempotent. */

@@ -346,9 +346,9 @@ function definitions(file: Record<string, unknown>, many: string, one: string): 
 
 function validate(c: AgentConfig): void {
   if (!c.server) {
-    throw new ConfigError(
-      'client agents are not supported yet: run with -server (and -data-dir), or -dev for a local agent',
-    );
+    // A client agent keeps its node id and registrations in the data dir, as Consul's does.
+    if (c.bootstrap || c.bootstrapExpect > 0)
+      throw new ConfigError('-bootstrap and -bootstrap-expect are for servers: add -server');
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(c.nodeName))
     throw new ConfigError(`node name "${c.nodeName}" must be letters, digits, '-', '_' or '.' (at most 63)`);
@@ -386,7 +386,10 @@ function validate(c: AgentConfig): void {
     if (c.bootstrapExpect > 0) throw new ConfigError('-bootstrap-expect cannot be used with -dev');
     return;
   }
-  if (!c.dataDir) throw new ConfigError('-data-dir is required for a server (or use -dev)');
+  if (!c.dataDir)
+    throw new ConfigError(
+      `-data-dir is required for a ${c.server ? 'server' : 'client agent'} (or use -dev)`,
+    );
   checkDataDir(c.dataDir);
 }
 

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { Agent } from '../agent/agent.js';
+import { ClientAgent } from '../agent/client/client-agent.js';
 import { type AgentFlags, buildConfig, ConfigError } from '../agent/config.js';
 import { createLogger } from '../agent/logging.js';
 import { normalizeArgv } from './argv.js';
@@ -174,7 +175,8 @@ function program(): Command {
 async function runAgent(flags: AgentFlags): Promise<void> {
   const config = buildConfig(flags);
   const log = createLogger({ level: config.logLevel, json: config.logJson, name: 'agent' });
-  const agent = new Agent(config, log);
+  // Without -server (or -dev), a client agent: local checks, everything else forwarded to servers.
+  const agent = config.server ? new Agent(config, log) : new ClientAgent(config, log);
   let signals = 0;
   const onSignal = (signal: string) => {
     signals++;

@@ -17,6 +17,9 @@ export interface ServerInfo {
   address: string;
   /** Its etcd v3 client address, host:port (etcd's clientURLs), when it serves one. */
   etcd?: string;
+  /** Its Consul HTTP and DNS addresses, for client agents that forward to it. */
+  http?: string;
+  dns?: string;
 }
 
 const packr = new Packr({ useRecords: false });

@@ -1,5 +1,6 @@
 import { type CompactionPolicy, DEFAULT_COMPACTION_POLICY } from '../store/index.js';
 import type { Logger } from './logger.js';
+import type { ClientNode } from './peer-rpc.js';
 import type { RaftHost } from './raft-host.js';
 import type { ConclaveServer } from './server.js';
 
@@ -15,6 +16,11 @@ const CHECKPOINT_EVERY_MS = 60_000;
 const COMPACT_EVERY_MS = 30_000;
 const RECONCILE_EVERY_MS = 1000;
 const SILENT_CRITICAL_MS = 3000;
+/**
+ * A client agent silent this long is failed (it heartbeats every 2 s). A new leader waits as
+ * long before judging clients it has not heard from yet, since heartbeats went to its predecessor.
+ */
+export const CLIENT_SILENT_CRITICAL_MS = 10_000;
 /** Consul's check id and texts for a node's membership health (serf's, here the leader's view). */
 export const SERF_HEALTH = {
   checkId: 'serfHealth',
@@ -39,6 +45,9 @@ export class LeaderDuties {
   private readonly silentSince = new Map<string, number>();
   /** Learners seen caught up at the previous check; promoted when caught up twice running. */
   private caughtUp = new Set<string>();
+  /** Client agents heard from, by node name (in memory: a new leader starts over, with a grace period). */
+  private readonly clients = new Map<string, { node: ClientNode; lastSeen: number }>();
+  private leaderSince = 0;
 
   constructor(
     private readonly server: ConclaveServer,
@@ -58,6 +67,8 @@ export class LeaderDuties {
     this.lastCompact = now;
     this.caughtUp.clear();
     this.silentSince.clear();
+    this.clients.clear();
+    this.leaderSince = now;
     this.timer ??= setInterval(() => this.tick(), TICK_MS);
     this.tick();
   }
@@ -101,6 +112,7 @@ export class LeaderDuties {
     if (now - this.lastReconcile >= RECONCILE_EVERY_MS) {
       this.lastReconcile = now;
       this.reconcileServers();
+      this.reconcileClients(now);
     }
     if (now - this.lastCompact >= COMPACT_EVERY_MS) {
       this.lastCompact = now;
@@ -169,6 +181,66 @@ export class LeaderDuties {
     for (const info of this.server.state.directory.all()) {
       if (members.has(info.id) || catalog.nodes.get(info.name)?.id !== info.id) continue;
       this.once(`reconcile:${info.name}`, { type: 'catalogDeregister', node: info.name });
+    }
+  }
+
+  /** A client agent's heartbeat (or its goodbye), forwarded to the leader. */
+  clientHeartbeat(node: ClientNode, leaving: boolean): void {
+    if (leaving) {
+      this.clients.delete(node.node);
+      // Consul deregisters a member that left gracefully.
+      this.once(`client:${node.node}`, { type: 'catalogDeregister', node: node.node });
+      return;
+    }
+    const known = this.clients.get(node.node);
+    this.clients.set(node.node, { node, lastSeen: Date.now() });
+    if (!known) this.reconcileClients(Date.now());
+  }
+
+  /**
+   * Client agents appear in the catalog with a serfHealth check the leader keeps: passing while
+   * their heartbeats arrive, critical after CLIENT_SILENT_CRITICAL_MS of silence (a stopgap for
+   * gossip's failure detection). Nodes with a serfHealth check that are neither servers nor
+   * heard-from clients are judged only after the same grace period from this leader's start.
+   */
+  private reconcileClients(now: number): void {
+    const catalog = this.server.store.catalog;
+    const servers = new Set(this.server.state.directory.all().map((s) => s.name));
+    for (const [name, { node: info, lastSeen }] of this.clients) {
+      const alive = now - lastSeen < CLIENT_SILENT_CRITICAL_MS;
+      const node = catalog.nodes.get(name);
+      const check = catalog.check(name, SERF_HEALTH.checkId);
+      const status = alive ? 'passing' : 'critical';
+      if (node?.address === info.address && node.id === info.id && check?.status === status) continue;
+      this.once(`client:${name}`, {
+        type: 'catalogRegister',
+        node: {
+          node: name,
+          id: info.id,
+          address: info.address,
+          ...(node ? { taggedAddresses: node.taggedAddresses, meta: node.meta } : {}),
+        },
+        checks: [
+          {
+            checkId: SERF_HEALTH.checkId,
+            name: SERF_HEALTH.name,
+            status,
+            output: alive ? SERF_HEALTH.passing : SERF_HEALTH.critical,
+          },
+        ],
+      });
+    }
+    if (now - this.leaderSince < CLIENT_SILENT_CRITICAL_MS) return;
+    for (const check of catalog.checksInState('passing')) {
+      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || this.clients.has(check.node))
+        continue;
+      this.once(`client:${check.node}`, {
+        type: 'checkUpdate',
+        node: check.node,
+        checkId: SERF_HEALTH.checkId,
+        status: 'critical',
+        output: SERF_HEALTH.critical,
+      });
     }
   }
 

@@ -20,7 +20,20 @@ export type PeerRequest =
   | { kind: 'join'; server: ServerInfo }
   | { kind: 'write'; command: CommandBody }
   | { kind: 'remove'; id: NodeId }
-  | { kind: 'transfer'; id: NodeId };
+  | { kind: 'transfer'; id: NodeId }
+  /** A client agent asking for the servers (it is not one, so it is never remembered as one). */
+  | { kind: 'servers' }
+  /**
+   * A client agent's liveness (the stopgap for gossip, issue #8): forwarded to the leader, which
+   * keeps the node's serfHealth check passing while heartbeats arrive; `leaving` deregisters it.
+   */
+  | { kind: 'clientHeartbeat'; node: ClientNode; leaving?: boolean };
+
+export interface ClientNode {
+  node: string;
+  id: string;
+  address: string;
+}
 
 export interface DiscoverAnswer {
   self: ServerInfo;

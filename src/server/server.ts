@@ -114,6 +114,13 @@ export class ConclaveServer {
     this.opts.etcdAddress = address;
   }
 
+  /** The Consul HTTP and DNS addresses client agents forward to (told in discovery answers). */
+  publishClientAddresses(http: string, dns: string): void {
+    this.clientAddresses = { http, dns };
+  }
+
+  private clientAddresses: { http: string; dns: string } | null = null;
+
   /** The cluster's identity ('' before this server has bootstrapped or joined). */
   clusterIdentity(): string {
     return this.clusterId;
@@ -122,6 +129,10 @@ export class ConclaveServer {
   self(): ServerInfo {
     const info: ServerInfo = { id: this.id, name: this.opts.nodeName, address: this.address };
     if (this.opts.etcdAddress) info.etcd = this.opts.etcdAddress;
+    if (this.clientAddresses) {
+      info.http = this.clientAddresses.http;
+      info.dns = this.clientAddresses.dns;
+    }
     return info;
   }
 
@@ -644,6 +655,8 @@ export class ConclaveServer {
         }
         return { ok: true, value: this.discoverAnswer() };
       }
+      if (request.kind === 'servers') return { ok: true, value: this.discoverAnswer() };
+      if (request.kind === 'clientHeartbeat') return { ok: true, value: await this.onLeader(request) };
       if (request.kind === 'write') {
         if (!this.isLeader()) throw new RetryableError('not-leader', 'not the leader', this.host.leaderId());
         return { ok: true, value: resultToWire(await this.proposeHere(request.command)) };
@@ -695,6 +708,9 @@ export class ConclaveServer {
         });
         return { clusterId: this.clusterId };
       }
+      case 'clientHeartbeat':
+        this.duties.clientHeartbeat(request.node, request.leaving ?? false);
+        return null;
       case 'remove':
         await this.host.proposeConfChange({ type: 'removeNode', node: request.id });
         this.log.info('removed a server from the configuration', { id: request.id });

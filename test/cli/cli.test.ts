@@ -222,8 +222,11 @@ describe('bad command lines fail with one line on stderr', { concurrency: 4, tim
       /not usable: ENOTDIR/,
     ],
     ['a server without -data-dir', SERVER, /-data-dir is required/],
-    ['agent without -server or -dev', ['agent'], /^Error: client agents are not supported/],
-    ['agent without -server, with a data dir', ['agent', '-data-dir', join(tmp, 'client')], /client agents/],
+    [
+      'a client agent without -data-dir',
+      ['agent', '-bind', '127.0.0.1'],
+      /^Error: -data-dir is required for a client agent/,
+    ],
     ['a bad log level', [...DEV, '-log-level', 'loud'], /invalid log level "loud"/],
     ['a -bind that is not an IP', [...DEV, '-bind', 'localhost'], /-bind localhost is not an IP address/],
     ['-bootstrap with -bootstrap-expect', [...SERVER, '-bootstrap', '-bootstrap-expect', '3'], /exclusive/],
@@ -394,7 +397,14 @@ describe('a dev agent driven through the CLI', () => {
 
 describe('agent shutdown', () => {
   test('a second signal (shutdown) stops an agent whose leave hangs', { timeout: 30_000 }, async () => {
-    const config = buildConfig({ dev: true, node: 'n1', httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0' });
+    const config = buildConfig({
+      dev: true,
+      node: 'n1',
+      httpPort: '0',
+      serverPort: '0',
+      etcdPort: '0',
+      dnsPort: '0',
+    });
     const agent = new Agent(config, silentLogger);
     await agent.start();
     try {

@@ -374,10 +374,18 @@ describe('buildConfig errors', () => {
     configError(server({ dataDir: join(file, 'sub') }), /-data-dir .*sub is not usable: ENOTDIR/);
   });
 
-  test('client mode: neither -server nor -dev', () => {
-    configError({ node: 'n1', bind: '127.0.0.1', dataDir: freshDir() }, /client agents are not supported/);
-    configError({}, /client agents are not supported yet: run with -server/);
-    configError({ configFile: [configFile({ server: false })] }, /client agents are not supported/);
+  test('client mode: neither -server nor -dev; needs a data dir, takes no bootstrap flags', () => {
+    const c = buildConfig({ node: 'n1', bind: '127.0.0.1', dataDir: freshDir() });
+    assert.equal(c.server, false);
+    configError({ bind: '127.0.0.1' }, /-data-dir is required for a client agent/);
+    configError(
+      { bind: '127.0.0.1', configFile: [configFile({ server: false })] },
+      /-data-dir is required for a client agent/,
+    );
+    configError(
+      { bind: '127.0.0.1', dataDir: freshDir(), bootstrapExpect: '3' },
+      /are for servers: add -server/,
+    );
   });
 
   test('-server from the config file is enough', () => {

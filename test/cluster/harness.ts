@@ -26,6 +26,7 @@ export class AgentProcess {
   httpPort = 0;
   serverPort = 0;
   etcdPort = 0;
+  dnsPort = 0;
   id = '';
   readonly lines: LogLine[] = [];
   private exited: Promise<number | null> = Promise.resolve(null);
@@ -34,6 +35,8 @@ export class AgentProcess {
     readonly name: string,
     readonly dataDir: string,
     private readonly extraArgs: string[],
+    /** A client agent (no -server): it forwards to the servers it finds with -retry-join. */
+    readonly mode: 'server' | 'client' = 'server',
   ) {}
 
   /** host:port of its etcd v3 API (gRPC and the JSON gateway). */
@@ -57,7 +60,7 @@ export class AgentProcess {
       'tsx',
       CLI,
       'agent',
-      '-server',
+      ...(this.mode === 'server' ? ['-server', '-server-port', String(this.serverPort)] : []),
       '-node',
       this.name,
       '-data-dir',
@@ -68,8 +71,6 @@ export class AgentProcess {
       '127.0.0.1',
       '-http-port',
       String(this.httpPort),
-      '-server-port',
-      String(this.serverPort),
       '-etcd-port',
       String(this.etcdPort),
       '-dns-port',
@@ -101,7 +102,8 @@ export class AgentProcess {
         this.lines.push(line);
         if (line.msg === 'agent ready') {
           this.httpPort = Number(line.http_port);
-          this.serverPort = Number(line.server_port);
+          if (this.mode === 'server') this.serverPort = Number(line.server_port);
+          this.dnsPort = Number(line.dns_port);
           this.etcdPort = Number(line.etcd_port);
           this.id = String(line.id);
           res();
@@ -162,6 +164,16 @@ export class Cluster {
     this.agents.push(a);
     return a;
   }
+
+  /** A client agent joined to the servers (not in `agents`: it is no Raft member); close() stops it. */
+  addClient(name: string, args: string[] = []): AgentProcess {
+    const joins = this.agents.flatMap((a) => ['-retry-join', a.serverAddress]);
+    const c = new AgentProcess(name, join(this.root, name), [...joins, ...args], 'client');
+    this.clients.push(c);
+    return c;
+  }
+
+  readonly clients: AgentProcess[] = [];
 
   /** Start `n` servers with -bootstrap-expect n and join them to each other over HTTP. */
   static async bootstrap(n: number, args: string[] = []): Promise<Cluster> {
@@ -226,7 +238,7 @@ export class Cluster {
   /** Stops every load and process this cluster started. */
   async close(): Promise<void> {
     await Promise.all(this.loads.map((l) => l.stop()));
-    await Promise.all(this.agents.map((a) => a.stop('SIGKILL').catch(() => null)));
+    await Promise.all([...this.clients, ...this.agents].map((a) => a.stop('SIGKILL').catch(() => null)));
     rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,6 @@ import { CHECK_STATUSES } from './catalog-json.js';
 import { fieldOf, jsonBody, objectBody, optString } from './decode.js';
 import { badRequest, HttpError } from './errors.js';
 import { filterValues } from './filter.js';
-import type { ConsulContext } from './http.js';
 import { query } from './query.js';
 
 /**
@@ -86,10 +85,9 @@ const PUT_OR_LEGACY_GET: ('GET' | 'PUT')[] = ['GET', 'PUT'];
 
 export function registerAgentServiceRoutes(
   app: FastifyInstance,
-  ctx: ConsulContext,
+  agent: { nodeName: string; datacenter: string },
   local: LocalState,
 ): void {
-  const { agent } = ctx;
   const id = (req: FastifyRequest) => (req.params as { id: string }).id;
 
   app.put('/v1/agent/service/register', async (req, reply) => {

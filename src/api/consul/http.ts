@@ -39,11 +39,16 @@ export interface ConsulContext {
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const MAX_WAIT_MS = 10 * 60_000;
 
-export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
+/**
+ * A Fastify instance with Consul's HTTP conventions: raw bodies, plain-text errors with
+ * Consul's status codes, 405 with Allow for a known path, and Consul's 404 text. Server and
+ * client agents add their routes to it.
+ */
+export function createConsulApp(options: ConsulHttpOptions): FastifyInstance {
   const app = Fastify({
     logger: false,
     // Values up to the limit, plus room for the request line: the KV handler gives the precise error.
-    bodyLimit: ctx.options.maxValueBytes + 64 * 1024,
+    bodyLimit: options.maxValueBytes + 64 * 1024,
     // Consul keys may contain anything URL-encodable, including '//' and trailing slashes.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 64 * 1024 },
   });
@@ -54,11 +59,11 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
     const e = err as Error & { statusCode?: number; code?: string };
     const http =
       e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-        ? new HttpError(413, `Request body too large, max size: ${ctx.options.maxValueBytes} bytes`)
+        ? new HttpError(413, `Request body too large, max size: ${options.maxValueBytes} bytes`)
         : e.statusCode && e.statusCode < 500 && !(err instanceof HttpError)
           ? new HttpError(e.statusCode, e.message)
           : toHttpError(err);
-    if (http.status >= 500) ctx.options.log.warn('request failed', { error: http.message });
+    if (http.status >= 500) options.log.warn('request failed', { error: http.message });
     void reply.code(http.status).type('text/plain; charset=utf-8').send(http.message);
   });
   // Consul answers 405 for a known path with the wrong method: remember every route's methods.
@@ -88,6 +93,11 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
       .type('text/plain; charset=utf-8')
       .send(`Invalid URL path: not a recognized HTTP API endpoint: ${req.url}`);
   });
+  return app;
+}
+
+export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
+  const app = createConsulApp(ctx.options);
   registerStatusRoutes(app, ctx);
   registerKvRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
@@ -95,7 +105,7 @@ export function createConsulHttp(ctx: ConsulContext): FastifyInstance {
   registerTxnRoutes(app, ctx);
   registerCatalogRoutes(app, ctx);
   registerHealthRoutes(app, ctx);
-  registerAgentServiceRoutes(app, ctx, ctx.agent.local);
+  registerAgentServiceRoutes(app, ctx.agent, ctx.agent.local);
   return app;
 }
 

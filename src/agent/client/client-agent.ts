@@ -1,0 +1,206 @@
+import type { Server } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { CONSUL_API_VERSION } from '../../api/consul/agent.js';
+import { registerAgentServiceRoutes } from '../../api/consul/agent-services.js';
+import { badRequest } from '../../api/consul/errors.js';
+import { createConsulApp } from '../../api/consul/http.js';
+import { loadOrCreateNodeId } from '../../server/identity.js';
+import type { Logger } from '../../server/logger.js';
+import type { AgentConfig } from '../config.js';
+import { AntiEntropy } from '../local/anti-entropy.js';
+import { loadDefinitions } from '../local/definitions-loader.js';
+import { LocalState } from '../local/local-state.js';
+import { registerHttpForwarding, startDnsForwarder, startTcpForwarder } from './forward.js';
+import { httpCatalogAccess } from './http-catalog-access.js';
+import { ServerPool } from './server-pool.js';
+
+/**
+ * A client agent (`conclave agent` without -server): no Raft and no store. It runs its own
+ * services' checks, keeps them in the catalog by anti-entropy through a server, and forwards
+ * everything else (Consul HTTP, DNS, etcd gRPC) to a server it found through -retry-join.
+ */
+export class ClientAgent {
+  readonly local: LocalState;
+  private readonly pool: ServerPool;
+  private readonly nodeId: string;
+  private http: FastifyInstance | null = null;
+  private dns: { port: number; close(): Promise<void> } | null = null;
+  private etcd: Server | null = null;
+  private antiEntropy: AntiEntropy | null = null;
+  private stopping: Promise<void> | null = null;
+  readonly stopped: Promise<void>;
+  private markStopped!: () => void;
+  exitCode = 0;
+  httpPort = 0;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    this.stopped = new Promise((resolve) => {
+      this.markStopped = resolve;
+    });
+    this.nodeId = loadOrCreateNodeId(config.dataDir!, config.nodeId);
+    this.local = new LocalState({
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      enableScriptChecks: config.enableScriptChecks,
+      enableLocalScriptChecks: config.enableLocalScriptChecks,
+      // A client holds no catalog: alias checks see nothing here yet (they would need a server read).
+      deps: { aliasSource: () => null },
+      log,
+    });
+    loadDefinitions(this.local, config);
+    this.pool = new ServerPool({
+      nodeId: this.nodeId,
+      seeds: config.retryJoin.map((a) => (/:\d+$/.test(a) ? a : `${a}:${config.ports.server}`)),
+      self: { node: config.nodeName, id: this.nodeId, address: this.address },
+      log,
+    });
+  }
+
+  private get address(): string {
+    return this.config.advertiseAddr ?? this.config.bindAddr;
+  }
+
+  async start(): Promise<void> {
+    const { clientAddr, ports } = this.config;
+    this.pool.start();
+    try {
+      this.dns = await startDnsForwarder(this.pool, clientAddr, ports.dns);
+    } catch (err) {
+      await this.close();
+      throw new Error(`cannot serve DNS on ${clientAddr}:${ports.dns}: ${(err as Error).message}`);
+    }
+    try {
+      this.etcd = await startTcpForwarder(clientAddr, ports.etcd, () => {
+        const server = this.pool.list().find((s) => s.etcd);
+        if (!server?.etcd) throw new Error('no server serves the etcd API');
+        return server.etcd;
+      });
+    } catch (err) {
+      await this.close();
+      throw new Error(`cannot serve the etcd API on ${clientAddr}:${ports.etcd}: ${(err as Error).message}`);
+    }
+    const app = createConsulApp({ maxValueBytes: this.config.kvMaxValueSize, log: this.log });
+    this.registerLocalRoutes(app);
+    registerAgentServiceRoutes(
+      app,
+      { nodeName: this.config.nodeName, datacenter: this.config.datacenter },
+      this.local,
+    );
+    registerHttpForwarding(app, this.pool);
+    this.http = app;
+    try {
+      await app.listen({ host: clientAddr, port: ports.http });
+    } catch (err) {
+      await this.close();
+      throw new Error(`cannot serve HTTP on ${clientAddr}:${ports.http}: ${(err as Error).message}`);
+    }
+    this.local.loadPersisted();
+    this.local.start();
+    const address = this.address;
+    this.antiEntropy = new AntiEntropy(this.local, httpCatalogAccess(this.pool), {
+      node: {
+        node: this.config.nodeName,
+        id: this.nodeId,
+        address,
+        datacenter: this.config.datacenter,
+        taggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
+        meta: {},
+      },
+      fullSyncMs: 60_000,
+      checkUpdateIntervalMs: 5 * 60_000,
+      log: this.log,
+    });
+    this.antiEntropy.start();
+    const bound = app.server.address();
+    this.httpPort = typeof bound === 'object' && bound ? bound.port : ports.http;
+    this.log.info('agent ready', {
+      node: this.config.nodeName,
+      id: this.nodeId,
+      mode: 'client',
+      datacenter: this.config.datacenter,
+      http: `${clientAddr}:${this.httpPort}`,
+      http_port: this.httpPort,
+      dns: `${clientAddr}:${this.dns?.port}`,
+      dns_port: this.dns?.port,
+      etcd_port: (this.etcd?.address() as { port: number } | null)?.port,
+    });
+  }
+
+  /** /v1/agent/self, join and leave answer for this agent itself. */
+  private registerLocalRoutes(app: FastifyInstance): void {
+    app.get('/v1/agent/self', async () => ({
+      Config: {
+        Datacenter: this.config.datacenter,
+        PrimaryDatacenter: this.config.datacenter,
+        NodeName: this.config.nodeName,
+        NodeID: this.nodeId,
+        Server: false,
+        Revision: 'conclave',
+        Version: CONSUL_API_VERSION,
+      },
+      Member: {
+        Name: this.config.nodeName,
+        Addr: this.address,
+        Port: this.config.ports.serfLan,
+        Tags: { role: 'node' },
+        Status: 1,
+      },
+      Stats: { consul: { server: 'false', known_servers: String(this.pool.size) } },
+      Meta: {},
+    }));
+    app.put('/v1/agent/join/*', async (req, reply) => {
+      const address = (req.params as { '*': string })['*'];
+      if (!address) throw badRequest('Missing address to join');
+      await this.pool.join(/:\d+$/.test(address) ? address : `${address}:${this.config.ports.server}`);
+      return reply.code(200).send();
+    });
+    app.put('/v1/agent/leave', async (_req, reply) => {
+      void this.leave();
+      return reply.code(200).send();
+    });
+  }
+
+  /** Graceful: the leader is told, and deregisters this node (Consul's "left"). */
+  leave(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('leaving the cluster');
+      this.antiEntropy?.stop();
+      await this.pool.stop(true);
+      await this.close();
+      this.markStopped();
+    })();
+    return this.stopping;
+  }
+
+  shutdown(code = 0): Promise<void> {
+    this.exitCode = code;
+    this.stopping ??= (async () => {
+      await this.pool.stop(false);
+      await this.close();
+      this.markStopped();
+    })();
+    return this.stopping;
+  }
+
+  private async close(): Promise<void> {
+    this.antiEntropy?.stop();
+    this.local.stop();
+    const http = this.http;
+    this.http = null;
+    if (http) {
+      http.server.closeIdleConnections();
+      const cut = setTimeout(() => http.server.closeAllConnections(), 200);
+      await http.close();
+      clearTimeout(cut);
+    }
+    const dns = this.dns;
+    this.dns = null;
+    await dns?.close();
+    const etcd = this.etcd;
+    this.etcd = null;
+    if (etcd) await new Promise<void>((r) => etcd.close(() => r()));
+  }
+}
