@@ -55,9 +55,17 @@ export interface ConsulContext {
   catalog: ConsulCatalogContext;
 }
 
-/** Bytes of text a catalog op carries (names, tags, meta), bounded like a KV value. */
+/** KV ops carry no `target` (checked at run time: a decoded op is data, not a type). */
+export function isKvOp(op: ConsulTxnOp): op is ConsulKvOp {
+  return (op as { target?: unknown }).target === undefined;
+}
+
+/**
+ * Bytes of text a catalog op carries (names, tags, meta), bounded like a KV value. Fields the
+ * codec does not know are counted too; anything nested deeper than a record counts as too large.
+ */
 function textBytes(value: unknown, depth = 0): number {
-  invariant(depth <= 4, 'catalog op nested too deep');
+  if (depth > 4) return Number.POSITIVE_INFINITY;
   if (typeof value === 'string') return Buffer.byteLength(value);
   if (Array.isArray(value)) return value.reduce((sum: number, item) => sum + textBytes(item, depth + 1), 0);
   if (typeof value === 'object' && value !== null) {
@@ -73,6 +81,10 @@ function catalogOpName(op: ConsulNodeOp | ConsulServiceOp | ConsulCheckOp): stri
 }
 
 function validateCatalogOp(op: Exclude<ConsulTxnOp, ConsulKvOp>, limits: StoreLimits): void {
+  const target: unknown = op.target;
+  if (target !== 'node' && target !== 'service' && target !== 'check' && target !== 'session') {
+    throw new StoreError(StoreErrorCode.InvalidArgument, `unknown transaction operation ${String(target)}`);
+  }
   if (op.target === 'session') {
     if (!Number.isSafeInteger(op.session) || op.session <= 0) {
       throw new StoreError(StoreErrorCode.InvalidArgument, `invalid session ${op.session}`);
@@ -97,7 +109,7 @@ function validateCatalogOp(op: Exclude<ConsulTxnOp, ConsulKvOp>, limits: StoreLi
   if (bytes > limits.maxValueBytes) {
     throw new StoreError(
       StoreErrorCode.ValueTooLarge,
-      `${op.target} operation is too large: ${bytes} > ${limits.maxValueBytes} bytes`,
+      `${op.target} operation is too large (over ${limits.maxValueBytes} bytes) or too deeply nested`,
     );
   }
 }
@@ -111,7 +123,7 @@ export function validateConsulOps(ops: ConsulTxnOp[], limits: StoreLimits): void
   }
   ops.forEach((op, opIndex) => {
     try {
-      if ('target' in op) {
+      if (!isKvOp(op)) {
         validateCatalogOp(op, limits);
         return;
       }
@@ -311,7 +323,7 @@ function applySessionOp(context: ConsulContext, op: ConsulSessionOp, opIndex: nu
 }
 
 function applyOne(context: ConsulContext, op: ConsulTxnOp, opIndex: number): ConsulOpResult {
-  if (!('target' in op)) return applyKvOp(context, op, opIndex);
+  if (isKvOp(op)) return applyKvOp(context, op, opIndex);
   switch (op.target) {
     case 'node':
       return applyNodeOp(context.catalog, op, opIndex);
@@ -321,6 +333,9 @@ function applyOne(context: ConsulContext, op: ConsulTxnOp, opIndex: number): Con
       return applyCheckOp(context.catalog, op, opIndex);
     case 'session':
       return applySessionOp(context, op, opIndex);
+    default:
+      // The codec admits only the targets above; a replica must not crash on anything else.
+      return fail(StoreErrorCode.InvalidArgument, 'unknown transaction operation', opIndex);
   }
 }
 

@@ -464,6 +464,10 @@ describe('Consul txn: log and snapshot', () => {
       txn(h, { target: 'node', verb: 'set', node: { node: 'a', address: 'x'.repeat(2000) } }),
     );
     assert.equal(huge.code, StoreErrorCode.ValueTooLarge);
+    // Ops that bypass the codec still fail cleanly rather than crash the replica.
+    const deep = { target: 'node', verb: 'set', node: { node: 'a', extra: { a: { b: { c: { d: 'x' } } } } } };
+    assert.equal(failure(txn(h, deep as ConsulTxnOp)).code, StoreErrorCode.ValueTooLarge);
+    assert.equal(failure(txn(h, { target: 'galaxy', verb: 'set' } as unknown as ConsulTxnOp)).opIndex, 0);
     assert.equal(h.store.revision, 1);
   });
 
