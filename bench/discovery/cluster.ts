@@ -1,0 +1,140 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { freePort, type Processes } from '../etcd/clusters.js';
+
+/**
+ * A 3-server Conclave cluster as real processes on loopback, for the discovery benchmark. The
+ * servers find each other with -bootstrap-expect 3 and -retry-join, so only their server ports
+ * are chosen up front; HTTP, DNS and etcd ports are 0 and read back from each agent's
+ * 'agent ready' log line. Every process goes through `Processes`, which stops them by PID.
+ */
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CONCLAVE_BIN = join(ROOT, 'bin/conclave.mjs');
+const READY_TIMEOUT_MS = 30_000;
+const LEADER_TIMEOUT_MS = 60_000;
+const SERVER_COUNT = 3;
+
+export interface Server {
+  name: string;
+  pid: number;
+  httpPort: number;
+  dnsPort: number;
+  etcdPort: number;
+  serverPort: number;
+}
+
+interface ReadyLine {
+  msg?: string;
+  http_port?: number;
+  dns_port?: number;
+  server_port?: number;
+  etcd_port?: number;
+}
+
+export async function startServers(procs: Processes, root: string): Promise<Server[]> {
+  const names = Array.from({ length: SERVER_COUNT }, (_, i) => `s${i + 1}`);
+  const serverPorts: number[] = [];
+  for (const _ of names) serverPorts.push(await freePort());
+  const started = names.map((name, i) => {
+    const dataDir = join(root, name);
+    mkdirSync(dataDir, { recursive: true });
+    const retryJoin = serverPorts.flatMap((port, j) => (j === i ? [] : ['-retry-join', `127.0.0.1:${port}`]));
+    const tracked = procs.spawn(name, process.execPath, [
+      CONCLAVE_BIN,
+      'agent',
+      '-server',
+      '-node',
+      name,
+      '-data-dir',
+      dataDir,
+      '-bind',
+      '127.0.0.1',
+      '-client',
+      '127.0.0.1',
+      '-http-port',
+      '0',
+      '-dns-port',
+      '0',
+      '-etcd-port',
+      '0',
+      '-server-port',
+      String(serverPorts[i]),
+      '-bootstrap-expect',
+      String(SERVER_COUNT),
+      ...retryJoin,
+      '-log-json',
+    ]);
+    const ready = new Promise<Server>((res, rej) => {
+      createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
+        let line: ReadyLine;
+        try {
+          line = JSON.parse(text) as ReadyLine;
+        } catch {
+          return;
+        }
+        if (line.msg !== 'agent ready') return;
+        res({
+          name,
+          pid: tracked.child.pid!,
+          httpPort: Number(line.http_port),
+          dnsPort: Number(line.dns_port),
+          etcdPort: Number(line.etcd_port),
+          serverPort: Number(line.server_port),
+        });
+      });
+      tracked.child.once('exit', (code) =>
+        rej(new Error(`${name} exited (${code}) before ready:\n${tracked.tail.join('\n')}`)),
+      );
+      tracked.child.once('error', rej);
+    });
+    return { tracked, ready };
+  });
+  const tails = () => started.map((s) => `--- ${s.tracked.name}:\n${s.tracked.tail.join('\n')}`).join('\n');
+  const servers = await Promise.race([
+    Promise.all(started.map((s) => s.ready)),
+    new Promise<never>((_, rej) =>
+      setTimeout(
+        () => rej(new Error(`agents not ready in ${READY_TIMEOUT_MS} ms\n${tails()}`)),
+        READY_TIMEOUT_MS,
+      ).unref(),
+    ),
+  ]);
+  for (const s of servers) {
+    if (!(s.httpPort > 0 && s.dnsPort > 0 && s.etcdPort > 0))
+      throw new Error(`${s.name}: 'agent ready' line lacks a port: ${JSON.stringify(s)}`);
+  }
+  await waitForVoters(servers, tails);
+  return servers;
+}
+
+/** Every server names the same leader, and the Raft configuration has all of them voting. */
+async function waitForVoters(servers: Server[], tails: () => string): Promise<void> {
+  const get = async (s: Server, path: string): Promise<unknown> => {
+    const r = await fetch(`http://127.0.0.1:${s.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
+    if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
+    return r.json();
+  };
+  const end = Date.now() + LEADER_TIMEOUT_MS;
+  for (;;) {
+    try {
+      const leaders = await Promise.all(servers.map((s) => get(s, '/v1/status/leader')));
+      const cfg = (await get(servers[0]!, '/v1/operator/raft/configuration')) as {
+        Servers: { Voter: boolean }[];
+      };
+      if (
+        leaders[0] &&
+        leaders.every((l) => l === leaders[0]) &&
+        cfg.Servers.filter((s) => s.Voter).length === 3
+      )
+        return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > end)
+      throw new Error(`no leader with ${SERVER_COUNT} voters after ${LEADER_TIMEOUT_MS} ms\n${tails()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
