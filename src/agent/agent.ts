@@ -181,7 +181,8 @@ export class Agent {
    */
   private async awaitOwnCatalogEntry(ms: number): Promise<void> {
     const end = Date.now() + ms;
-    while (!this.server.store.catalog.nodes.has(this.config.nodeName) && Date.now() < end) {
+    // The node and its serfHealth check: a default session is tied to that check.
+    while (!this.server.store.catalog.check(this.config.nodeName, 'serfHealth') && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
