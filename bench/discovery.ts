@@ -1,5 +1,5 @@
 /**
- * npm run bench:discovery [-- --quick] [--mode agent|catalog|both] [--services 1000]
+ * npm run bench:discovery [-- --quick] [--mode agent,client,catalog] [--services 1000] [--clients 10]
  *   [--per-service 10] [--nodes N] [--period-s 10] [--warmup-s 5] [--steady-s 60] [--dns-s 10]
  *   [--dns-in-flight 64] [--trials 10] [--poll-ms 5] [--max-in-flight 256] [--changing-output]
  *
@@ -7,13 +7,13 @@
  * benchmark: 1k services × 10 instances with TTL checks updated every 10 s; CPU and RSS of the
  * servers in steady state; DNS queries/s for one name; the time from a check failing to the
  * instance leaving DNS and a blocking ?passing health query. Run once per registration mode
- * (bench/discovery/workload.ts explains `agent` and `catalog`), each on a fresh cluster.
+ * (bench/discovery/workload.ts explains `agent`, `client` and `catalog`), each on a fresh cluster.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Server, startServers } from './discovery/cluster.js';
+import { type Server, startClients, startServers } from './discovery/cluster.js';
 import { leaderOf, type WriteCounters, writeCounters } from './discovery/counters.js';
 import { disappearanceTrials, type FailedTrial, type Trial } from './discovery/disappearance.js';
 import { type DnsLoadResult, dnsLoad, encodeQuery } from './discovery/dns.js';
@@ -49,6 +49,7 @@ const KNOWN = new Set([
   'poll-ms',
   'max-in-flight',
   'changing-output',
+  'clients',
 ]);
 for (const a of args)
   if (a.startsWith('--') && !KNOWN.has(a.slice(2)))
@@ -65,13 +66,15 @@ function numberOption(name: string, fallback: number, quickFallback = fallback):
   return value;
 }
 
-const modeArg = args.includes('--mode') ? args[args.indexOf('--mode') + 1] : 'both';
-if (modeArg !== 'agent' && modeArg !== 'catalog' && modeArg !== 'both')
-  throw new Error(`Cannot run as '--mode' must be agent, catalog or both: current value is ${modeArg}`);
-const MODES: Mode[] = modeArg === 'both' ? ['agent', 'catalog'] : [modeArg];
+const ALL_MODES: readonly Mode[] = ['agent', 'client', 'catalog'];
+const modeArg = args.includes('--mode') ? (args[args.indexOf('--mode') + 1] ?? '') : ALL_MODES.join(',');
+const MODES = modeArg.split(',') as Mode[];
+if (!MODES.every((m) => ALL_MODES.includes(m)))
+  throw new Error(`Cannot run as '--mode' must list agent, client or catalog: current value is ${modeArg}`);
 const SERVICES = numberOption('services', 1000, 100);
 const PER_SERVICE = numberOption('per-service', 10);
 const NODES = numberOption('nodes', SERVICES, SERVICES);
+const CLIENTS = numberOption('clients', 10, 3);
 const PERIOD_S = numberOption('period-s', 10);
 const WARMUP_S = numberOption('warmup-s', 5, 3);
 const STEADY_S = numberOption('steady-s', 60, 15);
@@ -119,6 +122,10 @@ interface ModeResult {
   raftPerS: number;
   revisionsPerS: number;
   steady: RoleUsage[];
+  clients: number;
+  /** All client agents together, % of one core; and one client's mean RSS. */
+  clientCpuPercent: number;
+  clientRssMiBMean: number;
   generatorSteadyPercent: number;
   dnsTarget: string;
   dnsPlain: DnsLoadResult;
@@ -153,12 +160,18 @@ async function runMode(mode: Mode): Promise<ModeResult> {
   try {
     log(`[${mode}] starting 3 servers`);
     const servers = await startServers(procs, root);
-    const instances = layout({ mode, services: SERVICES, perService: PER_SERVICE, nodes: NODES, servers });
+    let clients: Server[] = [];
+    if (mode === 'client') {
+      log(`[${mode}] starting ${CLIENTS} client agents`);
+      clients = await startClients(procs, root, servers, CLIENTS);
+    }
+    const targets = mode === 'client' ? clients : servers;
+    const instances = layout({ mode, services: SERVICES, perService: PER_SERVICE, nodes: NODES, targets });
     const began = performance.now();
     log(`[${mode}] registering ${instances.length} instances`);
-    await registerAll(mode, servers, instances);
+    await registerAll(mode, targets, instances);
     const registerS = (performance.now() - began) / 1000;
-    const load = new UpdateLoad(mode, servers, instances, {
+    const load = new UpdateLoad(mode, targets, instances, {
       periodMs: PERIOD_S * 1000,
       maxInFlight: MAX_IN_FLIGHT,
       changingOutput: CHANGING_OUTPUT,
@@ -186,8 +199,10 @@ async function runMode(mode: Mode): Promise<ModeResult> {
       load.take();
       const before: WriteCounters = await writeCounters(leader);
       const steadyWindow = new UsageWindow(pids);
+      const clientWindow = new UsageWindow(clients.map((c) => c.pid));
       await sleep(STEADY_S * 1000);
       const steadyUsage = steadyWindow.end();
+      const clientUsage = clientWindow.end().processes;
       const after = await writeCounters(leader);
       const updates = load.take();
 
@@ -211,7 +226,7 @@ async function runMode(mode: Mode): Promise<ModeResult> {
       log(`[${mode}] ${TRIALS} failure trials on ${TRIAL_SERVICE}`);
       const { trials, failed: failedTrials } = await disappearanceTrials(
         mode,
-        servers,
+        { servers, targets },
         instances.filter((i) => i.service === TRIAL_SERVICE),
         load,
         { trials: TRIALS, pollMs: POLL_MS },
@@ -230,6 +245,9 @@ async function runMode(mode: Mode): Promise<ModeResult> {
         raftPerS: (after.commitIndex - before.commitIndex) / steadyUsage.seconds,
         revisionsPerS: (after.revision - before.revision) / steadyUsage.seconds,
         steady: rolesWith(steadyUsage.processes),
+        clients: clientUsage.length,
+        clientCpuPercent: clientUsage.reduce((a, c) => a + c.cpuPercent, 0),
+        clientRssMiBMean: clientUsage.reduce((a, c) => a + c.rssMiBMean, 0) / Math.max(1, clientUsage.length),
         generatorSteadyPercent: steadyUsage.generatorCpuPercent,
         dnsTarget: dnsTarget.name,
         dnsPlain,
@@ -281,7 +299,13 @@ function table(results: ModeResult[]): string {
       (r) => `${f0(r.steady[i]!.usage.cpuPercent)} (${r.steady[i]!.name})`,
     ]);
   }
-  rows.push(['CPU %: 3 servers together', (r) => f0(r.steady.reduce((a, s) => a + s.usage.cpuPercent, 0))]);
+  rows.push(
+    ['CPU %: 3 servers together', (r) => f0(r.steady.reduce((a, s) => a + s.usage.cpuPercent, 0))],
+    [
+      'CPU %: client agents together; RSS MiB each',
+      (r) => (r.clients === 0 ? '-' : `${f0(r.clientCpuPercent)} (${r.clients}); ${f0(r.clientRssMiBMean)}`),
+    ],
+  );
   for (let i = 0; i < 3; i++) {
     rows.push([
       `RSS MiB mean / max: ${results[0]?.steady[i]?.role}`,
@@ -352,9 +376,10 @@ function method(): string {
   check updated once per ${PERIOD_S} s, evenly spread (${f0((SERVICES * PER_SERVICE) / PERIOD_S)}/s),
   at most ${MAX_IN_FLIGHT} requests outstanding; output ${CHANGING_OUTPUT ? 'changes on every update' : 'unchanged (empty)'}.
 - agent mode: services registered on the server agents' own agent API, 1/3 of the instances
-  on each (Conclave has no client agents yet; in Consul, thousands of client agents would each
-  hold a few), updates are PUT /v1/agent/check/pass; anti-entropy writes only status changes
-  at once (output-only changes at most every 5 min), so a pass on a passing check writes nothing.
+  on each (in Consul, thousands of client agents would each hold a few); updates are
+  PUT /v1/agent/check/pass; anti-entropy writes only status changes at once (output-only changes at most every 5 min), so a pass on a passing check writes nothing.
+- client mode: the same agent API on ${CLIENTS} client agents (no -server), instances spread over
+  them; their anti-entropy writes through a server's HTTP API; failures are watched on a server.
 - catalog mode: instances on ${NODES} synthetic nodes via PUT /v1/catalog/register, and every
   update is a catalog register with Status passing: one Raft write per update, an upper bound
   for client agents' anti-entropy traffic.

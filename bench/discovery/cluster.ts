@@ -17,6 +17,7 @@ const READY_TIMEOUT_MS = 30_000;
 const LEADER_TIMEOUT_MS = 60_000;
 const SERVER_COUNT = 3;
 
+/** Any agent the benchmark talks to: a server, or a client agent (serverPort 0). */
 export interface Server {
   name: string;
   pid: number;
@@ -137,4 +138,77 @@ async function waitForVoters(servers: Server[], tails: () => string): Promise<vo
       throw new Error(`no leader with ${SERVER_COUNT} voters after ${LEADER_TIMEOUT_MS} ms\n${tails()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * `count` client agents (no -server) joined to `servers` with -retry-join, started a few at a
+ * time; each answers on its own HTTP port and keeps its services in the catalog by anti-entropy.
+ */
+export async function startClients(
+  procs: Processes,
+  root: string,
+  servers: readonly Server[],
+  count: number,
+): Promise<Server[]> {
+  const joins = servers.flatMap((s) => ['-retry-join', `127.0.0.1:${s.serverPort}`]);
+  const clients: Server[] = [];
+  const STARTING_MAX = 4;
+  for (let first = 0; first < count; first += STARTING_MAX) {
+    const batch = Array.from({ length: Math.min(STARTING_MAX, count - first) }, (_, k) => {
+      const name = `c${String(first + k + 1).padStart(3, '0')}`;
+      const dataDir = join(root, name);
+      mkdirSync(dataDir, { recursive: true });
+      const tracked = procs.spawn(name, process.execPath, [
+        CONCLAVE_BIN,
+        'agent',
+        '-node',
+        name,
+        '-data-dir',
+        dataDir,
+        '-bind',
+        '127.0.0.1',
+        '-client',
+        '127.0.0.1',
+        '-http-port',
+        '0',
+        '-dns-port',
+        '0',
+        '-etcd-port',
+        '0',
+        ...joins,
+        '-log-json',
+      ]);
+      return new Promise<Server>((res, rej) => {
+        const timer = setTimeout(
+          () => rej(new Error(`${name} not ready in ${READY_TIMEOUT_MS} ms\n${tracked.tail.join('\n')}`)),
+          READY_TIMEOUT_MS,
+        );
+        timer.unref();
+        createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
+          let line: ReadyLine;
+          try {
+            line = JSON.parse(text) as ReadyLine;
+          } catch {
+            return;
+          }
+          if (line.msg !== 'agent ready') return;
+          clearTimeout(timer);
+          res({
+            name,
+            pid: tracked.child.pid!,
+            httpPort: Number(line.http_port),
+            dnsPort: Number(line.dns_port),
+            etcdPort: Number(line.etcd_port ?? 0),
+            serverPort: 0,
+          });
+        });
+        tracked.child.once('exit', (code) =>
+          rej(new Error(`${name} exited (${code}) before ready:\n${tracked.tail.join('\n')}`)),
+        );
+        tracked.child.once('error', rej);
+      });
+    });
+    clients.push(...(await Promise.all(batch)));
+  }
+  return clients;
 }

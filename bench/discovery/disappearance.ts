@@ -78,26 +78,29 @@ export interface FailedTrial {
 /** Trials that fail are recorded (with the state at the time) and the next one runs. */
 export async function disappearanceTrials(
   mode: Mode,
-  servers: readonly Server[],
-  targets: readonly Instance[],
+  agents: { servers: readonly Server[]; targets: readonly Server[] },
+  instances: readonly Instance[],
   load: UpdateLoad,
   options: { trials: number; pollMs: number },
 ): Promise<{ trials: Trial[]; failed: FailedTrial[] }> {
-  if (targets.length === 0) throw new Error('Cannot run disappearance trials without target instances');
+  if (instances.length === 0) throw new Error('Cannot run disappearance trials without target instances');
+  const { servers, targets } = agents;
   const trials: Trial[] = [];
   const failed: FailedTrial[] = [];
   for (let i = 0; i < options.trials; i++) {
-    const instance = targets[i % targets.length]!;
+    const instance = instances[i % instances.length]!;
+    // A server other than the one taking the write (in client mode, any server: the write
+    // reaches the catalog through whichever server the client's anti-entropy picks).
     const observer = servers[(instance.owner + 1) % servers.length]!;
     const dns = new DnsClient(observer.dnsPort);
     const progress: string[] = [];
     try {
-      trials.push(await oneTrial(mode, servers, instance, observer, load, dns, options.pollMs, progress));
+      trials.push(await oneTrial(mode, targets, instance, observer, load, dns, options.pollMs, progress));
     } catch (err) {
       failed.push({
         instance: instance.id,
         error: `${String(err)} (done: ${progress.join(', ') || 'nothing'})`,
-        state: await describe(mode, servers, instance, observer).catch((e: unknown) => String(e)),
+        state: await describe(mode, agents, instance, observer).catch((e: unknown) => String(e)),
       });
     } finally {
       load.release(instance);
@@ -110,7 +113,7 @@ export async function disappearanceTrials(
 
 async function oneTrial(
   mode: Mode,
-  servers: readonly Server[],
+  targets: readonly Server[],
   instance: Instance,
   observer: Server,
   load: UpdateLoad,
@@ -165,13 +168,13 @@ async function oneTrial(
     failedAt + TRIAL_TIMEOUT_MS,
   );
   dnsGone.then(() => progress.push('gone from DNS')).catch(() => {});
-  await setStatus(mode, servers, instance, 'critical', 'failed by the benchmark');
+  await setStatus(mode, targets, instance, 'critical', 'failed by the benchmark');
   const failRequestMs = performance.now() - failedAt;
   progress.push('fail request answered');
   const [dnsAt, blockingAt] = await withDeadline('instance gone', Promise.all([dnsGone, blocking]));
 
   const passedAt = performance.now();
-  await setStatus(mode, servers, instance, 'passing');
+  await setStatus(mode, targets, instance, 'passing');
   load.release(instance);
   const backAt = await pollDns(
     dns,
@@ -182,7 +185,7 @@ async function oneTrial(
   );
   return {
     instance: instance.id,
-    owner: servers[instance.owner]!.name,
+    owner: targets[instance.owner]!.name,
     observer: observer.name,
     failRequestMs,
     dnsGoneMs: dnsAt - failedAt,
@@ -195,13 +198,14 @@ async function oneTrial(
 /** The check's status as its agent and each server's catalog see it, for a failed trial. */
 async function describe(
   mode: Mode,
-  servers: readonly Server[],
+  agents: { servers: readonly Server[]; targets: readonly Server[] },
   instance: Instance,
   observer: Server,
 ): Promise<string> {
+  const { servers, targets } = agents;
   const parts: string[] = [];
-  if (mode === 'agent') {
-    const owner = servers[instance.owner]!;
+  if (mode !== 'catalog') {
+    const owner = targets[instance.owner]!;
     const checks = JSON.parse((await ok(owner.httpPort, 'GET', '/v1/agent/checks')).body) as Record<
       string,
       { Status: string }

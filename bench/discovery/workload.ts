@@ -3,20 +3,22 @@ import { call, ok } from './http.js';
 import { percentile } from './stats.js';
 
 /**
- * The services, their instances, and the two ways of putting them into Conclave:
+ * The services, their instances, and three ways of putting them into Conclave:
  *
  * - `agent`: each instance is a service with a TTL check registered on a server agent's own
  *   agent API, the 10 instances of a service spread over the 3 servers; TTL passes go to that
  *   agent (PUT /v1/agent/check/pass/service:<id>), and anti-entropy carries status changes into
- *   the catalog. Conclave has no client agents yet, so 3 agents hold ~1/3 of all instances each;
- *   in Consul each host's client agent would hold a few.
+ *   the catalog. 3 agents hold ~1/3 of all instances each; in Consul each host's client agent
+ *   would hold a few.
+ * - `client`: the same through client agents (no -server), the instances spread over them; their
+ *   anti-entropy reaches the catalog through a server's HTTP API.
  * - `catalog`: instances on synthetic nodes (what client agents would be), written with
  *   PUT /v1/catalog/register, and every TTL pass becomes a catalog register carrying the check's
  *   status: a Raft write per pass, the upper bound of what client agents' anti-entropy sends
  *   (Consul's agents send only status changes at once, output-only changes at most every 5 min).
  */
 
-export type Mode = 'agent' | 'catalog';
+export type Mode = 'agent' | 'catalog' | 'client';
 
 export const TTL = '30s';
 const CHECK_NAME = 'Service TTL check';
@@ -34,7 +36,7 @@ export interface Instance {
   /** The catalog node it lives on: the owning server's name, or a synthetic node. */
   node: string;
   nodeAddress: string;
-  /** The server whose HTTP API takes its registration and updates. */
+  /** Which of the `targets` (servers, or client agents) takes its registration and updates. */
   owner: number;
 }
 
@@ -44,7 +46,8 @@ export interface LayoutOptions {
   perService: number;
   /** Synthetic nodes in catalog mode (each holds instances of different services). */
   nodes: number;
-  servers: readonly Server[];
+  /** The agents whose HTTP APIs take registrations and updates. */
+  targets: readonly Server[];
 }
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
@@ -55,7 +58,8 @@ export function serviceName(s: number): string {
 }
 
 export function layout(options: LayoutOptions): Instance[] {
-  const { mode, services, perService, nodes, servers } = options;
+  const { mode, services, perService, nodes, targets } = options;
+  const local = mode !== 'catalog';
   if (!(perService >= 1 && perService <= nodes))
     throw new Error(
       `Cannot lay out as 'perService' must be 1..nodes (${nodes}): current value is ${perService}`,
@@ -64,7 +68,7 @@ export function layout(options: LayoutOptions): Instance[] {
   for (let s = 0; s < services; s++) {
     for (let j = 0; j < perService; j++) {
       const index = s * perService + j;
-      const owner = index % servers.length;
+      const owner = index % targets.length;
       // Instance j of service s on node (s*perService + j) mod nodes: a service's instances on
       // distinct nodes, each node with instances of different services.
       const nodeIndex = (s * perService + j) % nodes;
@@ -76,9 +80,9 @@ export function layout(options: LayoutOptions): Instance[] {
         checkId: `service:${id}`,
         address: ipv4(10, index),
         port: 8000 + j,
-        node: mode === 'agent' ? servers[owner]!.name : `node-${pad(nodeIndex, 5)}`,
-        nodeAddress: mode === 'agent' ? '127.0.0.1' : ipv4(11, nodeIndex),
-        owner: mode === 'agent' ? owner : nodeIndex % servers.length,
+        node: local ? targets[owner]!.name : `node-${pad(nodeIndex, 5)}`,
+        nodeAddress: local ? '127.0.0.1' : ipv4(11, nodeIndex),
+        owner: local ? owner : nodeIndex % targets.length,
       });
     }
   }
@@ -94,7 +98,7 @@ function statusRequest(
   status: CheckStatus,
   output: string,
 ): { method: string; path: string; body?: string } {
-  if (mode === 'agent') {
+  if (mode !== 'catalog') {
     const verb = status === 'passing' ? 'pass' : 'fail';
     const note = output === '' ? '' : `?note=${encodeURIComponent(output)}`;
     return { method: 'PUT', path: `/v1/agent/check/${verb}/${encodeURIComponent(instance.checkId)}${note}` };
@@ -119,25 +123,25 @@ function statusRequest(
 
 export async function setStatus(
   mode: Mode,
-  servers: readonly Server[],
+  targets: readonly Server[],
   instance: Instance,
   status: CheckStatus,
   output = '',
 ): Promise<void> {
   const r = statusRequest(mode, instance, status, output);
-  await ok(servers[instance.owner]!.httpPort, r.method, r.path, r.body);
+  await ok(targets[instance.owner]!.httpPort, r.method, r.path, r.body);
 }
 
 /** Registers every instance (passing), `REGISTER_CONCURRENCY` requests at a time. */
 export async function registerAll(
   mode: Mode,
-  servers: readonly Server[],
+  targets: readonly Server[],
   instances: readonly Instance[],
 ): Promise<void> {
   let next = 0;
   const one = async (instance: Instance) => {
-    const port = servers[instance.owner]!.httpPort;
-    if (mode === 'agent') {
+    const port = targets[instance.owner]!.httpPort;
+    if (mode !== 'catalog') {
       await ok(
         port,
         'PUT',
@@ -151,7 +155,7 @@ export async function registerAll(
         }),
       );
       // A TTL check starts critical; its first pass makes it healthy.
-      await setStatus(mode, servers, instance, 'passing');
+      await setStatus(mode, targets, instance, 'passing');
       return;
     }
     await ok(
@@ -221,7 +225,7 @@ export class UpdateLoad {
 
   constructor(
     private readonly mode: Mode,
-    private readonly servers: readonly Server[],
+    private readonly targets: readonly Server[],
     private readonly instances: readonly Instance[],
     private readonly options: { periodMs: number; maxInFlight: number; changingOutput: boolean },
   ) {
@@ -274,7 +278,7 @@ export class UpdateLoad {
     const sentAt = performance.now();
     this.counters.sent++;
     const counters = this.counters;
-    const p: Promise<void> = call(this.servers[instance.owner]!.httpPort, r.method, r.path, r.body)
+    const p: Promise<void> = call(this.targets[instance.owner]!.httpPort, r.method, r.path, r.body)
       .then((reply) => {
         if (reply.status === 200) {
           counters.ok++;
