@@ -323,7 +323,11 @@ function table(results: ModeResult[]): string {
       '... p50 / p99 ms; records per answer',
       (r) => `${f1(r.dnsPlain.p50Ms)} / ${f1(r.dnsPlain.p99Ms)}; ${r.dnsPlain.recordsPerAnswer}`,
     ],
-    ['... lost / errors / empty', (r) => `${r.dnsPlain.lost} / ${r.dnsPlain.errors} / ${r.dnsPlain.empty}`],
+    [
+      '... lost (of them late) / errors / empty; served/s',
+      (r) =>
+        `${r.dnsPlain.lost} (${r.dnsPlain.late}) / ${r.dnsPlain.errors} / ${r.dnsPlain.empty}; ${f0(r.dnsPlain.servedPerS)}`,
+    ],
     [
       '... DNS server CPU %; generator CPU %',
       (r) => `${f0(r.dnsServerPercent)}; ${f0((r.dnsPlain.generatorCpuS / r.dnsPlain.seconds) * 100)}`,
@@ -338,7 +342,11 @@ function table(results: ModeResult[]): string {
       '... p50 / p99 ms; records per answer',
       (r) => `${f1(r.dnsEdns.p50Ms)} / ${f1(r.dnsEdns.p99Ms)}; ${r.dnsEdns.recordsPerAnswer}`,
     ],
-    ['... lost / errors / empty', (r) => `${r.dnsEdns.lost} / ${r.dnsEdns.errors} / ${r.dnsEdns.empty}`],
+    [
+      '... lost (of them late) / errors / empty; served/s',
+      (r) =>
+        `${r.dnsEdns.lost} (${r.dnsEdns.late}) / ${r.dnsEdns.errors} / ${r.dnsEdns.empty}; ${f0(r.dnsEdns.servedPerS)}`,
+    ],
     [
       'fail → gone from DNS, ms median / max',
       (r) =>
@@ -388,7 +396,8 @@ function method(): string {
   revisions/s (state-changing commands) from the etcd API's header revision.
 - DNS: UDP A queries for ${DNS_SERVICE}.service.consul to one follower, ${DNS_IN_FLIGHT} in flight
   for ${DNS_S} s, without EDNS0 (udp_answer_limit: 3 records) and with a 4096-byte EDNS0 buffer
-  (every healthy instance); the check updates keep running.
+  (every healthy instance); the check updates keep running. An answer after 2 s counts as lost
+  (and as late if it came at all); served/s counts every answer.
 - Failure: for ${TRIALS} trials, one ${TRIAL_SERVICE} instance's check is failed through the server
   holding it (agent: PUT /v1/agent/check/fail; catalog: register with Status critical) while
   another server is watched: an EDNS0 A query every ${POLL_MS} ms, and a blocking

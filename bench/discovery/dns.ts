@@ -11,7 +11,7 @@ import { percentile } from './stats.js';
 
 const ID_SPACE = 0x10000;
 /** A query not answered in this long counts as lost (UDP: the server may drop under load). */
-const QUERY_TIMEOUT_MS = 1000;
+const QUERY_TIMEOUT_MS = 2000;
 /** EDNS0 buffer for `lookupA`: with it, udp_answer_limit (3 by default) does not apply. */
 const EDNS_UDP_BYTES = 4096;
 
@@ -24,14 +24,22 @@ interface Pending {
 export class DnsClient {
   private readonly socket = dgram.createSocket('udp4');
   private readonly pending = new Map<number, Pending>();
+  /** IDs of queries counted as lost, so an answer that still comes is counted as late. */
+  private readonly timedOut = new Set<number>();
   private nextId = 1;
+  /** Answers that came after their query was counted as lost: the server did answer them. */
+  lateAnswers = 0;
 
   constructor(private readonly port: number) {
     this.socket.on('message', (reply) => {
       if (reply.length < 12) return;
-      const entry = this.pending.get(reply.readUInt16BE(0));
-      if (!entry) return; // late answer to a query already counted as lost
-      this.pending.delete(reply.readUInt16BE(0));
+      const id = reply.readUInt16BE(0);
+      const entry = this.pending.get(id);
+      if (!entry) {
+        if (this.timedOut.delete(id)) this.lateAnswers++;
+        return;
+      }
+      this.pending.delete(id);
       clearTimeout(entry.timer);
       entry.done(reply);
     });
@@ -43,12 +51,14 @@ export class DnsClient {
     if (this.pending.size >= ID_SPACE - 1) throw new Error('DNS client: every query ID is in flight');
     let id = this.nextId;
     while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
+    this.timedOut.delete(id);
     this.nextId = (id + 1) % ID_SPACE;
     const message = Buffer.from(query);
     message.writeUInt16BE(id, 0);
     return new Promise((res) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        this.timedOut.add(id);
         res(null);
       }, QUERY_TIMEOUT_MS);
       this.pending.set(id, { sentAt: performance.now(), timer, done: res });
@@ -106,6 +116,9 @@ export interface DnsLoadResult {
   /** RCODE other than NOERROR. */
   errors: number;
   lost: number;
+  /** Lost queries the server answered after all (too late): with them, what it served per second. */
+  late: number;
+  servedPerS: number;
   answersPerS: number;
   p50Ms: number;
   p99Ms: number;
@@ -154,10 +167,15 @@ export async function dnsLoad(
         }
       }),
     );
-  } finally {
+  } catch (err) {
     client.close();
+    throw err;
   }
   const seconds = (performance.now() - began) / 1000;
+  // Answers still on their way are counted late if they come within one more timeout.
+  await new Promise((r) => setTimeout(r, QUERY_TIMEOUT_MS));
+  const late = client.lateAnswers;
+  client.close();
   const cpu = process.cpuUsage(cpuBefore);
   latencies.sort((a, b) => a - b);
   return {
@@ -166,6 +184,8 @@ export async function dnsLoad(
     empty,
     errors,
     lost,
+    late,
+    servedPerS: (latencies.length + empty + errors + late) / seconds,
     answersPerS: latencies.length / seconds,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
