@@ -13,7 +13,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Server, startClients, startServers } from './discovery/cluster.js';
+import { lifecycle, type Server, startClients, startServers } from './discovery/cluster.js';
 import { leaderOf, type WriteCounters, writeCounters } from './discovery/counters.js';
 import { disappearanceTrials, type FailedTrial, type Trial } from './discovery/disappearance.js';
 import { type DnsLoadResult, dnsLoad, encodeQuery } from './discovery/dns.js';
@@ -96,6 +96,7 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    lifecycle.stopping = true;
     for (const p of procsInUse) p.killAllSync();
     process.exit(130);
   });
@@ -264,7 +265,9 @@ async function runMode(mode: Mode): Promise<ModeResult> {
       await load.stop();
     }
   } finally {
+    lifecycle.stopping = true;
     await procs.stopAll();
+    lifecycle.stopping = false;
     procsInUse.delete(procs);
     closeSockets();
     rmSync(root, { recursive: true, force: true });

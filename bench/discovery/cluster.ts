@@ -35,6 +35,18 @@ interface ReadyLine {
   etcd_port?: number;
 }
 
+/** Set before the benchmark stops its processes; until then, an exit is reported with its output. */
+export const lifecycle = { stopping: false };
+
+function reportUnexpectedExit(t: ReturnType<Processes['spawn']>): void {
+  t.child.once('exit', (code, signal) => {
+    if (lifecycle.stopping) return;
+    process.stderr.write(
+      `${t.name} exited unexpectedly (${code ?? signal}); its last output:\n${t.tail.join('\n')}\n`,
+    );
+  });
+}
+
 export async function startServers(procs: Processes, root: string): Promise<Server[]> {
   const names = Array.from({ length: SERVER_COUNT }, (_, i) => `s${i + 1}`);
   const serverPorts: number[] = [];
@@ -70,6 +82,7 @@ export async function startServers(procs: Processes, root: string): Promise<Serv
       ...retryJoin,
       '-log-json',
     ]);
+    reportUnexpectedExit(tracked);
     const ready = new Promise<Server>((res, rej) => {
       createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
         let line: ReadyLine;
@@ -182,6 +195,7 @@ export async function startClients(
         ...joins,
         '-log-json',
       ]);
+      reportUnexpectedExit(tracked);
       return new Promise<Server>((res, rej) => {
         const timer = setTimeout(
           () => rej(new Error(`${name} not ready in ${READY_TIMEOUT_MS} ms\n${tracked.tail.join('\n')}`)),
