@@ -2,7 +2,10 @@
  * Updates waiting to be piggybacked (SWIM §4.1, infection-style dissemination), shaped like
  * memberlist's TransmitLimitedQueue: one pending update per member (a newer one replaces the
  * older), least-transmitted first and newest first among equals, each sent at most `limit`
- * times. Bounded: at most one item per member name.
+ * times. A binary heap on (transmits, newest) with lazy deletion, so a take costs
+ * O(taken · log n) however long the queue is. Unlike memberlist, which walks its whole queue
+ * for anything that still fits, a take gives up after `MAX_MISFITS` candidates in a row that
+ * do not fit (bounded work per packet). The queue holds at most one item per member name.
  */
 import { invariant } from './assert.js';
 import { updateSize } from './size.js';
@@ -16,10 +19,16 @@ interface Item {
   id: number;
 }
 
+/** No update encodes smaller than this (map header, kind, name, incarnation). */
+const MIN_UPDATE_BYTES = 32;
+/** Candidates examined per take, taken or not. */
+const MAX_SCANNED = 256;
+/** A packet this close to full stops looking after this many misfits in a row. */
+const MAX_MISFITS = 16;
+
 export class BroadcastQueue {
   private readonly items = new Map<string, Item>();
-  private order: Item[] = [];
-  private sorted = true;
+  private heap: Item[] = [];
   private nextId = 1;
 
   get length(): number {
@@ -28,59 +37,95 @@ export class BroadcastQueue {
 
   /** Queue `update`, replacing any pending update about the same member. */
   enqueue(update: Update): void {
-    const old = this.items.get(update.name);
-    if (old !== undefined) this.order.splice(this.order.indexOf(old), 1);
     const item: Item = { update, sizeBytes: updateSize(update), transmits: 0, id: this.nextId++ };
     this.items.set(update.name, item);
-    // Newest with zero transmits sorts first: prepend keeps the order valid.
-    this.order.unshift(item);
+    this.push(item);
+    // Replaced items stay in the heap until popped; rebuild when they dominate.
+    if (this.heap.length > 64 && this.heap.length > 3 * this.items.size) {
+      this.heap = [...this.items.values()].sort(before);
+    }
   }
 
-  /** Whether an update about `name` is still being retransmitted. */
+  /** The update about `name` still being retransmitted, if any. */
   pending(name: string): Update | undefined {
     return this.items.get(name)?.update;
   }
 
   /**
-   * Updates whose encoded sizes sum to at most `budgetBytes` (the caller reserves the array
-   * header), taking the
-   * least-transmitted first; each taken one counts a transmission and is dropped at `limit`.
+   * Append to `taken` updates whose encoded sizes sum to at most `budgetBytes` (the caller
+   * reserves the array header), least-transmitted and newest first; each taken one counts a
+   * transmission and is dropped at `limit`. Returns the bytes taken.
    */
-  take(budgetBytes: number, limit: number, exclude?: string): Update[] {
+  take(taken: Update[], budgetBytes: number, limit: number, exclude?: string): number {
     invariant(limit > 0, () => `retransmit limit must be positive: ${limit}`);
-    if (this.order.length === 0 || budgetBytes <= 0) return [];
-    if (!this.sorted) {
-      this.order.sort((a, b) => a.transmits - b.transmits || b.id - a.id);
-      this.sorted = true;
-    }
-    const taken: Update[] = [];
+    const putBack: Item[] = [];
     let used = 0;
-    const kept: Item[] = [];
-    for (const item of this.order) {
-      const fits = used + item.sizeBytes <= budgetBytes;
-      if (!fits || item.update.name === exclude) {
-        kept.push(item);
+    let misfits = 0;
+    for (
+      let scanned = 0;
+      scanned < MAX_SCANNED && misfits < MAX_MISFITS && budgetBytes - used >= MIN_UPDATE_BYTES;
+    ) {
+      const item = this.pop();
+      if (item === undefined) break;
+      if (this.items.get(item.update.name) !== item) continue;
+      scanned++;
+      if (item.update.name === exclude || used + item.sizeBytes > budgetBytes) {
+        if (item.update.name !== exclude) misfits++;
+        putBack.push(item);
         continue;
       }
+      misfits = 0;
       taken.push(item.update);
       used += item.sizeBytes;
       item.transmits++;
       if (item.transmits >= limit) this.items.delete(item.update.name);
-      else kept.push(item);
+      else putBack.push(item);
     }
-    if (taken.length > 0) {
-      this.order = kept;
-      this.sorted = false;
-    }
-    invariant(this.order.length === this.items.size, 'broadcast queue index out of step');
-    return taken;
+    for (const item of putBack) this.push(item);
+    invariant(used <= budgetBytes, () => `took ${used} bytes of updates for a budget of ${budgetBytes}`);
+    return used;
   }
 
   /** Drop a pending update (e.g. about a member being reaped). */
   remove(name: string): void {
-    const item = this.items.get(name);
-    if (item === undefined) return;
     this.items.delete(name);
-    this.order.splice(this.order.indexOf(item), 1);
   }
+
+  private push(item: Item): void {
+    const h = this.heap;
+    h.push(item);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (before(h[parent]!, h[i]!) <= 0) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): Item | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last !== undefined) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!) < 0) m = l;
+        if (r < h.length && before(h[r]!, h[m]!) < 0) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Fewer transmissions first; among equals, the newest first. */
+function before(a: Item, b: Item): number {
+  return a.transmits - b.transmits || b.id - a.id;
 }

@@ -21,7 +21,7 @@ import {
 } from './config.js';
 import { isActive, type MemberRecord, MemberTable, snapshotOf } from './member-table.js';
 import { ProbeOrder } from './probe-order.js';
-import { encodedSize, metaSize, updateSize } from './size.js';
+import { arrayHeaderGrowth, encodedSize, metaSize, updateSize } from './size.js';
 import { Suspicion } from './suspicion.js';
 import { Timers } from './timers.js';
 import type {
@@ -388,11 +388,8 @@ export class GossipNode {
       return r.status === 'dead' && now - r.changedMs <= this.config.gossipToTheDeadMs;
     });
     for (const target of targets) {
-      const message: GossipMessage = { type: 'gossip', from: this.name, updates: [] };
-      const budget = this.config.udpBudgetBytes - encodedSize(message) - UPDATES_HEADER_RESERVE;
-      message.updates = this.queue.take(budget, this.retransmitLimit());
-      if (message.updates.length === 0) return;
-      this.emit(target.address, 'udp', message);
+      if (this.queue.length === 0) return;
+      this.sendUdp(target.address, { type: 'gossip', from: this.name, updates: [] });
     }
   }
 
@@ -692,29 +689,34 @@ export class GossipNode {
   /** Send over UDP with as many pending updates piggybacked as the budget allows (SWIM §4.1). */
   private sendUdp(to: Address, message: UdpMessage, first?: Update): void {
     invariant(message.updates.length === 0, 'updates are filled in here');
-    let budget = this.config.udpBudgetBytes - encodedSize(message) - UPDATES_HEADER_RESERVE;
+    const baseBytes = encodedSize(message);
+    let updatesBytes = 0;
     if (first !== undefined) {
       message.updates.push(first);
-      budget -= updateSize(first);
+      updatesBytes += updateSize(first);
     }
+    const budget = this.config.udpBudgetBytes - baseBytes - UPDATES_HEADER_RESERVE - updatesBytes;
     if (this.queue.length > 0)
-      for (const update of this.queue.take(budget, this.retransmitLimit(), first?.name))
-        message.updates.push(update);
-    this.emit(to, 'udp', message);
+      updatesBytes += this.queue.take(message.updates, budget, this.retransmitLimit(), first?.name);
+    if (message.type === 'gossip' && message.updates.length === 0) return;
+    // The empty array's one-byte header grows past 15 items (the reserve covers it).
+    const bytes = baseBytes + updatesBytes + arrayHeaderGrowth(message.updates.length);
+    invariant(
+      bytes <= this.config.udpBudgetBytes,
+      () => `udp ${message.type} of ${bytes} bytes over the budget`,
+    );
+    this.messages.push({ to, transport: 'udp', message, bytes });
   }
 
   private sendPushPull(to: Address, join: boolean, reply: boolean): void {
-    const members = this.memberList();
-    this.emit(to, 'tcp', { type: 'push-pull', from: this.name, join, reply, members });
-  }
-
-  private emit(to: Address, transport: 'udp' | 'tcp', message: GossipMessage): void {
-    if (transport === 'udp')
-      invariant(
-        encodedSize(message) <= this.config.udpBudgetBytes,
-        () => `udp ${message.type} of ${encodedSize(message)} bytes over the budget`,
-      );
-    this.messages.push({ to, transport, message });
+    const message: GossipMessage = {
+      type: 'push-pull',
+      from: this.name,
+      join,
+      reply,
+      members: this.memberList(),
+    };
+    this.messages.push({ to, transport: 'tcp', message, bytes: encodedSize(message) });
   }
 
   private event(type: MemberEventType, record: MemberRecord, now: number): void {

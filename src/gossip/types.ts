@@ -75,6 +75,8 @@ export interface Outgoing {
   to: Address;
   transport: Transport;
   message: GossipMessage;
+  /** `encodedSize(message)`, as the core computed it. */
+  bytes: number;
 }
 
 /**

@@ -21,7 +21,7 @@ test('join: 30 members joining through one seed converge on one alive view', () 
     );
     assert.notEqual(took, null, seedMessage(seed));
     for (let i = 0; i < 30; i++) assert.ok(allSee(sim, memberName(i), 'alive'), seedMessage(seed));
-    assert.equal(sim.falsePositives.suspectEvents, 0, seedMessage(seed));
+    assert.equal(sim.falsePositiveEvents('suspect'), 0, seedMessage(seed));
   }
 });
 
@@ -35,7 +35,7 @@ test('failure detection: a crashed member is declared failed by everyone', () =>
     const took = sim.runUntilTrue(() => sim.spreadTime('failed', 'm3', at) !== null, 60_000);
     assert.notEqual(took, null, `lifeguard ${lifeguard}`);
     assert.ok(allSee(sim, 'm3', 'dead'));
-    assert.equal(sim.falsePositives.failedEvents, 0);
+    assert.equal(sim.falsePositiveEvents('failed'), 0);
     // No member is still probing it (invariant in the core: dead members are never probed).
     const pings = sim.traffic.byType.ping ?? 0;
     sim.runFor(5_000);
@@ -139,7 +139,7 @@ test('partition heal: both sides declare each other failed, then merge back', ()
 test('packet loss: 10% loss, no member declared failed, a crash still detected', () => {
   const sim = new GossipSim({ seed: 51, members: 30, lossRate: 0.1 });
   sim.runFor(30_000);
-  assert.equal(sim.falsePositives.failedEvents, 0);
+  assert.equal(sim.falsePositiveEvents('failed'), 0);
   sim.crash('m9');
   const at = sim.now;
   assert.notEqual(

@@ -6,7 +6,6 @@
  */
 import { defaultConfig, type GossipConfig } from '../../src/gossip/config.js';
 import { GossipNode } from '../../src/gossip/node.js';
-import { encodedSize } from '../../src/gossip/size.js';
 import type { Address, GossipMessage, MemberEvent, MemberMeta, MemberState } from '../../src/gossip/types.js';
 import { Prng } from '../sim/prng.js';
 import { EventQueue } from './event-queue.js';
@@ -36,6 +35,8 @@ export type Condition = 'healthy' | 'crashed' | 'paused' | 'slow' | 'left';
 
 interface SimMember {
   name: string;
+  /** Index in creation order, for the trace hash. */
+  id: number;
   address: Address;
   node: GossipNode;
   condition: Condition;
@@ -87,14 +88,11 @@ export class GossipSim {
     failed: new Map<string, Map<string, number>>(),
     left: new Map<string, Map<string, number>>(),
     join: new Map<string, Map<string, number>>(),
-    suspect: new Map<string, Map<string, number>>(),
   };
-  /** Events about members that were healthy (or merely slow) when reported. */
+  /** Per subject, events reported about it while it was healthy (or merely slow). */
   readonly falsePositives = {
-    failedEvents: 0,
-    suspectEvents: 0,
-    failedSubjects: new Set<string>(),
-    suspectSubjects: new Set<string>(),
+    failed: new Map<string, number>(),
+    suspect: new Map<string, number>(),
   };
   /** Optional observer of every event (tests print traces with it). */
   onEvent: ((observer: string, event: MemberEvent) => void) | null = null;
@@ -253,6 +251,18 @@ export class GossipSim {
     return latest - sinceMs;
   }
 
+  /** False 'failed' or 'suspect' events (observer × subject), leaving out `except`. */
+  falsePositiveEvents(type: 'failed' | 'suspect', except: string[] = []): number {
+    let total = 0;
+    for (const [subject, count] of this.falsePositives[type]) if (!except.includes(subject)) total += count;
+    return total;
+  }
+
+  /** Distinct healthy members someone reported as `type`, leaving out `except`. */
+  falsePositiveMembers(type: 'failed' | 'suspect', except: string[] = []): number {
+    return [...this.falsePositives[type].keys()].filter((subject) => !except.includes(subject)).length;
+  }
+
   get trace(): number {
     return this.traceHash;
   }
@@ -279,6 +289,7 @@ export class GossipSim {
     const previous = this.members.get(name);
     const member: SimMember = {
       name,
+      id: previous?.id ?? this.members.size,
       address: addressOf(name),
       node,
       condition: 'healthy',
@@ -300,7 +311,7 @@ export class GossipSim {
   private afterInput(member: SimMember): void {
     const { messages, events } = member.node.takeOutput();
     for (const event of events) this.record(member.name, event);
-    for (const out of messages) this.send(member, out.to, out.transport, out.message);
+    for (const out of messages) this.send(member, out.to, out.transport, out.message, out.bytes);
     this.scheduleWake(member);
   }
 
@@ -331,10 +342,15 @@ export class GossipSim {
     this.afterInput(member);
   }
 
-  private send(sender: SimMember, to: Address, transport: 'udp' | 'tcp', message: GossipMessage): void {
-    const size = encodedSize(message);
+  private send(
+    sender: SimMember,
+    to: Address,
+    transport: 'udp' | 'tcp',
+    message: GossipMessage,
+    bytes: number,
+  ): void {
     this.traffic.messages++;
-    this.traffic.bytes += size;
+    this.traffic.bytes += bytes;
     if (transport === 'udp') this.traffic.udpMessages++;
     else this.traffic.tcpMessages++;
     this.traffic.byType[message.type] = (this.traffic.byType[message.type] ?? 0) + 1;
@@ -382,7 +398,12 @@ export class GossipSim {
   }
 
   private process(receiver: SimMember, from: Address, message: GossipMessage): void {
-    this.hash(`${this.now}>${receiver.name}<${from}:${message.type}`);
+    this.hash(
+      this.now,
+      receiver.id,
+      message.type.length,
+      message.type === 'push-pull' ? 0 : message.updates.length,
+    );
     receiver.node.receive(from, message);
     this.afterInput(receiver);
   }
@@ -398,10 +419,11 @@ export class GossipSim {
 
   private record(observer: string, event: MemberEvent): void {
     const subject = event.member.name;
-    this.hash(`${this.now}!${observer}:${event.type}:${subject}:${event.member.incarnation}`);
+    this.hash(this.now, this.get(observer).id, event.type.length, event.member.incarnation);
+    this.hash(this.members.get(subject)?.id ?? -1, 0, 0, 0);
     this.onEvent?.(observer, event);
     const type = event.type;
-    if (type === 'failed' || type === 'left' || type === 'join' || type === 'suspect') {
+    if (type === 'failed' || type === 'left' || type === 'join') {
       let seen = this.firstSeen[type].get(subject);
       if (seen === undefined) {
         seen = new Map();
@@ -411,18 +433,15 @@ export class GossipSim {
     }
     const truth = this.members.get(subject)?.condition;
     if (truth !== 'healthy' && truth !== 'slow') return;
-    if (type === 'failed') {
-      this.falsePositives.failedEvents++;
-      this.falsePositives.failedSubjects.add(subject);
-    } else if (type === 'suspect') {
-      this.falsePositives.suspectEvents++;
-      this.falsePositives.suspectSubjects.add(subject);
+    if (type === 'failed' || type === 'suspect') {
+      const counts = this.falsePositives[type];
+      counts.set(subject, (counts.get(subject) ?? 0) + 1);
     }
   }
 
-  private hash(text: string): void {
+  private hash(a: number, b: number, c: number, d: number): void {
     let h = this.traceHash;
-    for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+    for (const x of [Math.round(a * 1000), b, c, d]) h = Math.imul(h ^ (x | 0), 16777619) >>> 0;
     this.traceHash = h;
   }
 }
