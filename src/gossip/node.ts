@@ -288,6 +288,38 @@ export class GossipNode {
     return this.members.activeCount;
   }
 
+  /**
+   * Cross-checks the core's bookkeeping; throws GossipInvariantError on a bug. O(members):
+   * the simulator calls it between steps, production code need not.
+   */
+  assertConsistent(): void {
+    let active = 0;
+    for (const record of this.members.values()) {
+      if (isActive(record.status)) active++;
+      const suspected = this.suspicions.has(record.name);
+      invariant(
+        suspected === (record.status === 'suspect'),
+        () => `${record.name} is ${record.status} with${suspected ? '' : 'out'} a suspicion timer`,
+      );
+      if (suspected)
+        invariant(
+          this.timers.has(SUSPECT_PREFIX + record.name),
+          () => `suspicion of ${record.name} has no timer`,
+        );
+    }
+    invariant(
+      active === this.members.activeCount,
+      () => `active count ${this.members.activeCount}, counted ${active}`,
+    );
+    invariant(this.members.get(this.name) === this.self, 'own record missing');
+    invariant(
+      this.self.status === (this.leaving ? 'left' : 'alive'),
+      () => `own status ${this.self.status} while ${this.leaving ? '' : 'not '}leaving`,
+    );
+    invariant(this.leaving || this.timers.has(PROBE), 'probe timer missing');
+    invariant(this.relays.size <= MAX_RELAYS, 'relay table over its bound');
+  }
+
   // ---- timers --------------------------------------------------------------------------------
 
   private fire(key: string, now: number): void {

@@ -7,6 +7,13 @@ function allSee(sim: GossipSim, subject: string, status: string): boolean {
   return sim.viewsOf(subject).every((s) => s === status);
 }
 
+/** A simulator that cross-checks every member's bookkeeping every 500 steps. */
+function checkedSim(options: ConstructorParameters<typeof GossipSim>[0]): GossipSim {
+  const sim = new GossipSim(options);
+  sim.checkEvery = 500;
+  return sim;
+}
+
 function seedMessage(seed: number): string {
   return `seed ${seed}`;
 }
@@ -14,7 +21,7 @@ function seedMessage(seed: number): string {
 // memberlist Join: push-pull with a seed, then gossip spreads the newcomer (SWIM §4.1).
 test('join: 30 members joining through one seed converge on one alive view', () => {
   for (const seed of [1, 2]) {
-    const sim = new GossipSim({ seed, members: 30, start: 'join' });
+    const sim = checkedSim({ seed, members: 30, start: 'join' });
     const took = sim.runUntilTrue(
       () => sim.running().every((name) => sim.node(name).activeCount === 30),
       30_000,
@@ -28,7 +35,7 @@ test('join: 30 members joining through one seed converge on one alive view', () 
 // SWIM §3.1 + §4.2: a crashed member is suspected, then declared failed by every member.
 test('failure detection: a crashed member is declared failed by everyone', () => {
   for (const lifeguard of [true, false]) {
-    const sim = new GossipSim({ seed: 7, members: 50, config: { lifeguard } });
+    const sim = checkedSim({ seed: 7, members: 50, config: { lifeguard } });
     sim.runFor(5_000);
     sim.crash('m3');
     const at = sim.now;
@@ -46,7 +53,7 @@ test('failure detection: a crashed member is declared failed by everyone', () =>
 // SWIM §4.2: a paused (SIGSTOP) member is suspected; resumed in time, it refutes with a higher
 // incarnation and everyone takes it back as alive.
 test('pause then resume: suspected, then refuted with a higher incarnation', () => {
-  const sim = new GossipSim({ seed: 11, members: 20 });
+  const sim = checkedSim({ seed: 11, members: 20 });
   sim.runFor(3_000);
   sim.pause('m5');
   const suspected = sim.runUntilTrue(() => sim.viewsOf('m5').some((s) => s === 'suspect'), 20_000);
@@ -62,7 +69,7 @@ test('pause then resume: suspected, then refuted with a higher incarnation', () 
 });
 
 test('pause too long: declared failed; on resume it refutes and rejoins', () => {
-  const sim = new GossipSim({ seed: 12, members: 20 });
+  const sim = checkedSim({ seed: 12, members: 20 });
   sim.runFor(3_000);
   sim.pause('m6');
   assert.notEqual(
@@ -77,7 +84,7 @@ test('pause too long: declared failed; on resume it refutes and rejoins', () => 
 
 // Serf: leave is reported as 'left', a crash as 'failed'.
 test('leave vs fail: a leaving member is left everywhere, a crashed one failed', () => {
-  const sim = new GossipSim({ seed: 21, members: 40 });
+  const sim = checkedSim({ seed: 21, members: 40 });
   sim.runFor(3_000);
   sim.leave('m1');
   sim.crash('m2');
@@ -94,7 +101,7 @@ test('leave vs fail: a leaving member is left everywhere, a crashed one failed',
 
 // memberlist: a restarted member learns it is held dead and refutes with a higher incarnation.
 test('rejoin: a crashed member restarted with incarnation 1 comes back with a higher one', () => {
-  const sim = new GossipSim({ seed: 31, members: 20 });
+  const sim = checkedSim({ seed: 31, members: 20 });
   sim.runFor(3_000);
   sim.crash('m4');
   assert.notEqual(
@@ -114,7 +121,7 @@ test('rejoin: a crashed member restarted with incarnation 1 comes back with a hi
 
 // Partitions: each side declares the other dead; after healing, reconnect and push-pull merge.
 test('partition heal: both sides declare each other failed, then merge back', () => {
-  const sim = new GossipSim({ seed: 41, members: 20, config: { reconnectIntervalMs: 10_000 } });
+  const sim = checkedSim({ seed: 41, members: 20, config: { reconnectIntervalMs: 10_000 } });
   sim.runFor(3_000);
   const left = Array.from({ length: 10 }, (_, i) => memberName(i));
   const right = Array.from({ length: 10 }, (_, i) => memberName(i + 10));
@@ -137,7 +144,7 @@ test('partition heal: both sides declare each other failed, then merge back', ()
 });
 
 test('packet loss: 10% loss, no member declared failed, a crash still detected', () => {
-  const sim = new GossipSim({ seed: 51, members: 30, lossRate: 0.1 });
+  const sim = checkedSim({ seed: 51, members: 30, lossRate: 0.1 });
   sim.runFor(30_000);
   assert.equal(sim.falsePositiveEvents('failed'), 0);
   sim.crash('m9');
@@ -151,7 +158,7 @@ test('packet loss: 10% loss, no member declared failed, a crash still detected',
 // Determinism (DESIGN.md principle 2): a seed replays exactly; another seed differs.
 test('determinism: same seed, same trace', () => {
   const run = (seed: number) => {
-    const sim = new GossipSim({ seed, members: 25, lossRate: 0.05, start: 'join' });
+    const sim = checkedSim({ seed, members: 25, lossRate: 0.05, start: 'join' });
     sim.runFor(5_000);
     sim.crash('m3');
     sim.slow('m4', 300);

@@ -94,6 +94,8 @@ export class GossipSim {
     failed: new Map<string, number>(),
     suspect: new Map<string, number>(),
   };
+  /** Cross-check every member every this many simulator steps (0 = never; tests set it). */
+  checkEvery = 0;
   /** Optional observer of every event (tests print traces with it). */
   onEvent: ((observer: string, event: MemberEvent) => void) | null = null;
 
@@ -126,7 +128,9 @@ export class GossipSim {
   // ---- driving -------------------------------------------------------------------------------
 
   runUntil(timeMs: number): void {
+    let steps = 0;
     for (;;) {
+      if (this.checkEvery > 0 && ++steps % this.checkEvery === 0) this.assertConsistent();
       const next = this.queue.peekTime();
       if (next === undefined || next > timeMs) break;
       const event = this.queue.pop()!;
@@ -305,6 +309,11 @@ export class GossipSim {
     this.byAddress.set(member.address, member);
     this.afterInput(member);
     return member;
+  }
+
+  /** Every member's bookkeeping cross-checked (GossipNode.assertConsistent); throws on a bug. */
+  assertConsistent(): void {
+    for (const member of this.members.values()) member.node.assertConsistent();
   }
 
   /** Send what the node produced, record its events, and schedule its next timer. */
