@@ -89,6 +89,8 @@ export class GossipSim {
     left: new Map<string, Map<string, number>>(),
     join: new Map<string, Map<string, number>>(),
   };
+  /** subject → when the first member suspected it. */
+  readonly firstSuspectedAt = new Map<string, number>();
   /** Per subject, events reported about it while it was healthy (or merely slow). */
   readonly falsePositives = {
     failed: new Map<string, number>(),
@@ -432,6 +434,8 @@ export class GossipSim {
     this.hash(this.members.get(subject)?.id ?? -1, 0, 0, 0);
     this.onEvent?.(observer, event);
     const type = event.type;
+    if (type === 'suspect' && !this.firstSuspectedAt.has(subject))
+      this.firstSuspectedAt.set(subject, this.now);
     if (type === 'failed' || type === 'left' || type === 'join') {
       let seen = this.firstSeen[type].get(subject);
       if (seen === undefined) {
