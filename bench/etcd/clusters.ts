@@ -262,6 +262,8 @@ export async function startConclave(
       '0',
       '-dns-port',
       '0',
+      '-serf-lan-port',
+      '0',
       '-bootstrap-expect',
       '3',
       '-log-json',

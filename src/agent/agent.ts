@@ -7,6 +7,15 @@ import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
 import type { AgentConfig } from './config.js';
+import {
+  consulMember,
+  gossipTargets,
+  keepJoined,
+  memberMeta,
+  memberView,
+  startAgentGossip,
+} from './gossip/agent-gossip.js';
+import type { GossipShell } from './gossip/gossip-shell.js';
 import { AntiEntropy } from './local/anti-entropy.js';
 import { serverCatalogAccess } from './local/catalog-access.js';
 import { loadDefinitions } from './local/definitions-loader.js';
@@ -24,6 +33,8 @@ export class Agent {
   private dns: DnsServer | null = null;
   readonly local: LocalState;
   private antiEntropy: AntiEntropy | null = null;
+  private gossip: GossipShell | null = null;
+  private stopJoining: () => void = () => {};
   private stopping: Promise<void> | null = null;
   /** Resolves when the agent has stopped, for whoever waits to exit the process. */
   readonly stopped: Promise<void>;
@@ -95,6 +106,20 @@ export class Agent {
       ? (this.config.advertiseAddr ?? this.config.bindAddr)
       : this.config.clientAddr;
     this.server.publishEtcdAddress(`${clientHost}:${this.etcd.port}`);
+    // Gossip before the server, so its address goes into the directory entry that announces us.
+    try {
+      this.gossip = await startAgentGossip(this.config, 'server', this.server.id, this.log);
+    } catch (err) {
+      await this.closeHttp();
+      throw err;
+    }
+    const gossip = this.gossip;
+    this.server.publishSerfAddress(gossip.address);
+    this.server.memberStatus = (name) => {
+      const m = gossip.members().find((x) => x.name === name);
+      return m ? memberView(m) : undefined;
+    };
+    this.server.gossipMembers = () => gossip.members().map(memberView);
     try {
       await this.server.start();
     } catch (err) {
@@ -108,6 +133,7 @@ export class Agent {
         datacenter: this.config.datacenter,
         leave: () => this.leave(),
         local: this.local,
+        members: () => gossip.members().map(consulMember),
       },
       options: { maxValueBytes: this.config.kvMaxValueSize, log: this.log },
     });
@@ -140,6 +166,20 @@ export class Agent {
       `${clientHost}:${this.httpPortOf()}`,
       `${clientHost}:${this.dns?.port}`,
     );
+    gossip.updateMeta(
+      memberMeta(this.config, 'server', this.server.id, {
+        server: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
+        http: this.httpPortOf(),
+        dns: this.dns?.port ?? 0,
+        etcd: this.etcd?.port ?? 0,
+      }),
+    );
+    // Join the pool through -retry-join (gossip addresses, as in Consul) and through every server
+    // the Raft directory knows, until gossip shows them alive.
+    gossip.join(gossipTargets(this.config.retryJoin, this.config.ports.serfLan || 8301));
+    this.stopJoining = keepJoined(gossip, () =>
+      this.server.state.directory.all().filter((s) => s.id !== this.server.id),
+    );
     this.local.loadPersisted();
     this.local.start();
     const nodeAddress = this.config.advertiseAddr ?? this.config.bindAddr;
@@ -170,6 +210,8 @@ export class Agent {
       etcd_port: this.etcd?.port,
       dns: `${this.config.clientAddr}:${this.dns?.port}`,
       dns_port: this.dns?.port,
+      serf: gossip.address,
+      serf_port: gossip.port,
       server: this.server.serverAddress,
       server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
     });
@@ -198,6 +240,8 @@ export class Agent {
       this.stopping = (async () => {
         this.log.info('leaving the cluster');
         await this.server.leave();
+        this.stopJoining();
+        await this.gossip?.leave();
         // The HTTP server closes after the leave answer is on its way.
         setImmediate(() => void this.closeHttp().then(() => this.markStopped()));
       })();
@@ -227,6 +271,8 @@ export class Agent {
   private async closeHttp(): Promise<void> {
     this.antiEntropy?.stop();
     this.local.stop();
+    this.stopJoining();
+    await this.gossip?.stop();
     const etcd = this.etcd;
     this.etcd = null;
     if (etcd) await etcd.close();

@@ -49,6 +49,8 @@ export interface AgentConfig {
   /** Consul's `domain`: the DNS zone answered (default "consul"). */
   domain: string;
   dns: DnsConfig;
+  /** Consul's -encrypt / encrypt: the gossip key (base64, 16/24/32 bytes); null sends gossip in the clear. */
+  encrypt: string | null;
   /** Consul's enable_script_checks: script checks run only when this is set (off by default). */
   enableScriptChecks: boolean;
   /** Consul's enable_local_script_checks: script checks from config files only. */
@@ -110,6 +112,7 @@ export interface AgentFlags {
   raftTickMs?: string;
   raftSnapshotThreshold?: string;
   raftTrailingLogs?: string;
+  encrypt?: string;
   configFile?: string[];
 }
 
@@ -136,6 +139,7 @@ const FILE_KEYS = new Set([
   'domain',
   'dns_config',
   'recursors',
+  'encrypt',
   'enable_script_checks',
   'enable_local_script_checks',
   'services',
@@ -228,6 +232,7 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
     kvMaxValueSize: kvMaxValueSize(file.limits),
     domain: (fromFile('domain', isString, 'a string') ?? 'consul').replace(/^\.+|\.+$/g, '').toLowerCase(),
     dns: dnsConfig(file.dns_config),
+    encrypt: flags.encrypt ?? fromFile('encrypt', isString, 'a base64 key') ?? null,
     enableScriptChecks: fromFile('enable_script_checks', isBool, 'true or false') ?? false,
     enableLocalScriptChecks: fromFile('enable_local_script_checks', isBool, 'true or false') ?? false,
     serviceDefinitions: definitions(file, 'services', 'service'),
@@ -376,6 +381,13 @@ function validate(c: AgentConfig): void {
       );
     }
     c.advertiseAddr = candidates[0];
+  }
+  if (c.encrypt !== null) {
+    const key = Buffer.from(c.encrypt, 'base64');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(c.encrypt) || ![16, 24, 32].includes(key.byteLength))
+      throw new ConfigError(
+        '-encrypt must be a base64 key of 16, 24 or 32 bytes (as `conclave keygen` prints)',
+      );
   }
   if (c.raftTickMs < 1 || c.raftTickMs > 10_000)
     throw new ConfigError('-raft-tick-ms must be between 1 and 10000');

@@ -47,6 +47,7 @@ function program(): Command {
     .option('--raft-tick-ms <ms>', 'Raft clock tick; elections take 10-20 ticks (100; 10 with -dev)')
     .option('--raft-snapshot-threshold <n>', 'applied entries between snapshots (16384)')
     .option('--raft-trailing-logs <n>', 'log entries kept behind a snapshot (10240)')
+    .option('--encrypt <key>', 'gossip encryption key, base64 (16, 24 or 32 bytes; see `conclave keygen`)')
     .option('--config-file <file>', 'a JSON config file with Consul key names; repeatable', collect)
     .action(async (flags: AgentFlags) => runAgent(flags));
 

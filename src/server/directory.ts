@@ -20,6 +20,8 @@ export interface ServerInfo {
   /** Its Consul HTTP and DNS addresses, for client agents that forward to it. */
   http?: string;
   dns?: string;
+  /** Its gossip (serf LAN) address, so servers and clients can join the pool through it. */
+  serf?: string;
 }
 
 const packr = new Packr({ useRecords: false });

@@ -151,7 +151,14 @@ export class LeaderDuties {
     for (const id of [...s.config.voters, ...s.config.learners]) {
       const info = this.server.state.directory.get(id);
       if (!info) continue;
-      const alive = id === s.id || this.heardFromRecently(id, s.progress[id]?.recentActive ?? false, now);
+      // Gossip's verdict when it knows the server (a suspect is still alive, as in Consul);
+      // otherwise the leader's own Raft contact.
+      const gossip = this.server.memberStatus?.(info.name);
+      const alive =
+        id === s.id ||
+        (gossip !== undefined
+          ? gossip.status === 'alive' || gossip.status === 'suspect'
+          : this.heardFromRecently(id, s.progress[id]?.recentActive ?? false, now));
       const host = info.address.slice(0, info.address.lastIndexOf(':'));
       const node = catalog.nodes.get(info.name);
       const check = catalog.check(info.name, SERF_HEALTH.checkId);
@@ -206,18 +213,37 @@ export class LeaderDuties {
   private reconcileClients(now: number): void {
     const catalog = this.server.store.catalog;
     const servers = new Set(this.server.state.directory.all().map((s) => s.name));
-    for (const [name, { node: info, lastSeen }] of this.clients) {
-      const alive = now - lastSeen < CLIENT_SILENT_CRITICAL_MS;
+    // Who the clients are and whether they live: gossip's members first, then heartbeats from
+    // clients gossip does not know (yet).
+    const clients = new Map<string, { node: ClientNode; alive: boolean }>();
+    for (const member of this.server.gossipMembers?.() ?? []) {
+      if (member.role !== 'client' || servers.has(member.name)) continue;
+      if (member.status === 'left') {
+        // Consul deregisters a member that left gracefully.
+        if (catalog.nodes.has(member.name))
+          this.once(`client:${member.name}`, { type: 'catalogDeregister', node: member.name });
+        continue;
+      }
+      const host = member.address.slice(0, member.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+      clients.set(member.name, {
+        node: { node: member.name, id: member.id, address: catalog.nodes.get(member.name)?.address ?? host },
+        alive: member.status === 'alive' || member.status === 'suspect',
+      });
+    }
+    for (const [name, { node, lastSeen }] of this.clients) {
+      if (!clients.has(name)) clients.set(name, { node, alive: now - lastSeen < CLIENT_SILENT_CRITICAL_MS });
+    }
+    for (const [name, { node: info, alive }] of clients) {
       const node = catalog.nodes.get(name);
       const check = catalog.check(name, SERF_HEALTH.checkId);
       const status = alive ? 'passing' : 'critical';
-      if (node?.address === info.address && node.id === info.id && check?.status === status) continue;
+      if (node && check?.status === status) continue;
       this.once(`client:${name}`, {
         type: 'catalogRegister',
         node: {
           node: name,
-          id: info.id,
-          address: info.address,
+          id: node?.id || info.id,
+          address: node?.address ?? info.address,
           ...(node ? { taggedAddresses: node.taggedAddresses, meta: node.meta } : {}),
         },
         checks: [
@@ -232,8 +258,7 @@ export class LeaderDuties {
     }
     if (now - this.leaderSince < CLIENT_SILENT_CRITICAL_MS) return;
     for (const check of catalog.checksInState('passing')) {
-      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || this.clients.has(check.node))
-        continue;
+      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || clients.has(check.node)) continue;
       this.once(`client:${check.node}`, {
         type: 'checkUpdate',
         node: check.node,

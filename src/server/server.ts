@@ -60,6 +60,17 @@ export interface ServerOptions {
 
 export type ReadConsistency = 'default' | 'consistent' | 'stale';
 
+/** A gossip member as the server needs it. */
+export interface MemberView {
+  name: string;
+  /** host:port of its gossip endpoint. */
+  address: string;
+  status: 'alive' | 'suspect' | 'dead' | 'left';
+  role: 'server' | 'client';
+  /** Its node id (from its gossip tags), '' if it did not say. */
+  id: string;
+}
+
 export interface RaftServerView {
   id: NodeId;
   name: string;
@@ -120,6 +131,20 @@ export class ConclaveServer {
   }
 
   private clientAddresses: { http: string; dns: string } | null = null;
+  private serfAddress = '';
+
+  /** Before start(): the gossip address this server announces (it goes into the directory). */
+  publishSerfAddress(address: string): void {
+    this.serfAddress = address;
+  }
+
+  /**
+   * Gossip's view of a member, by node name, when the agent runs gossip: the leader then takes
+   * serfHealth from it instead of its own Raft contact and client heartbeats.
+   */
+  memberStatus: ((name: string) => MemberView | undefined) | null = null;
+  /** Every gossip member (for client agents' health on the leader). */
+  gossipMembers: (() => MemberView[]) | null = null;
 
   /** The cluster's identity ('' before this server has bootstrapped or joined). */
   clusterIdentity(): string {
@@ -129,6 +154,7 @@ export class ConclaveServer {
   self(): ServerInfo {
     const info: ServerInfo = { id: this.id, name: this.opts.nodeName, address: this.address };
     if (this.opts.etcdAddress) info.etcd = this.opts.etcdAddress;
+    if (this.serfAddress) info.serf = this.serfAddress;
     if (this.clientAddresses) {
       info.http = this.clientAddresses.http;
       info.dns = this.clientAddresses.dns;

@@ -27,6 +27,8 @@ export class AgentProcess {
   serverPort = 0;
   etcdPort = 0;
   dnsPort = 0;
+  /** Kept across restarts, like the other ports, so the pool finds it where it was. */
+  serfPort = 0;
   id = '';
   readonly lines: LogLine[] = [];
   private exited: Promise<number | null> = Promise.resolve(null);
@@ -75,6 +77,8 @@ export class AgentProcess {
       String(this.etcdPort),
       '-dns-port',
       '0',
+      '-serf-lan-port',
+      String(this.serfPort),
       '-raft-tick-ms',
       '50',
       '-log-json',
@@ -104,6 +108,7 @@ export class AgentProcess {
           this.httpPort = Number(line.http_port);
           if (this.mode === 'server') this.serverPort = Number(line.server_port);
           this.dnsPort = Number(line.dns_port);
+          this.serfPort = Number(line.serf_port ?? 0);
           this.etcdPort = Number(line.etcd_port);
           this.id = String(line.id);
           res();

@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/server/logger.js';
 // the agent's own services and checks, anti-entropy into the catalog, maintenance mode, and
 // persistence of API registrations across a restart.
 
-const PORTS: AgentFlags = { httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0' };
+const PORTS: AgentFlags = { httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0', serfLanPort: '0' };
 
 async function startAgent(flags: AgentFlags): Promise<{ agent: Agent; call: Call }> {
   const agent = new Agent(buildConfig({ ...PORTS, ...flags }), silentLogger);

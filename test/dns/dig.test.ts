@@ -81,6 +81,8 @@ before(async () => {
       '0',
       '-dns-port',
       '0',
+      '-serf-lan-port',
+      '0',
       '-etcd-port',
       '0',
       '-server-port',

@@ -47,7 +47,7 @@ began = time.time()
 new_index, item = a.kv.get('py/one', index=index, wait='20s')
 out['woke_after'] = time.time() - began
 out['woken_value'] = item['Value'].decode()
-out['index_moved'] = new_index > index
+out['index_moved'] = int(new_index) > int(index)
 out['deleted'] = a.kv.delete('py/', recurse=True)
 out['gone'] = b.kv.get('py/one')[1]
 out['leader'] = a.status.leader()

@@ -31,6 +31,8 @@ export async function startDevAgent(extraArgs: string[] = []): Promise<DevAgent>
       '0',
       '-dns-port',
       '0',
+      '-serf-lan-port',
+      '0',
       '-etcd-port',
       '0',
       '-server-port',

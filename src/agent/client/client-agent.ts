@@ -7,6 +7,14 @@ import { createConsulApp } from '../../api/consul/http.js';
 import { loadOrCreateNodeId } from '../../server/identity.js';
 import type { Logger } from '../../server/logger.js';
 import type { AgentConfig } from '../config.js';
+import {
+  consulMember,
+  gossipTargets,
+  keepJoined,
+  memberMeta,
+  startAgentGossip,
+} from '../gossip/agent-gossip.js';
+import type { GossipShell } from '../gossip/gossip-shell.js';
 import { AntiEntropy } from '../local/anti-entropy.js';
 import { loadDefinitions } from '../local/definitions-loader.js';
 import { LocalState } from '../local/local-state.js';
@@ -27,6 +35,8 @@ export class ClientAgent {
   private dns: { port: number; close(): Promise<void> } | null = null;
   private etcd: Server | null = null;
   private antiEntropy: AntiEntropy | null = null;
+  private gossip: GossipShell | null = null;
+  private stopJoining: () => void = () => {};
   private stopping: Promise<void> | null = null;
   readonly stopped: Promise<void>;
   private markStopped!: () => void;
@@ -65,6 +75,7 @@ export class ClientAgent {
 
   async start(): Promise<void> {
     const { clientAddr, ports } = this.config;
+    this.gossip = await startAgentGossip(this.config, 'client', this.nodeId, this.log);
     this.pool.start();
     try {
       this.dns = await startDnsForwarder(this.pool, clientAddr, ports.dns);
@@ -97,6 +108,15 @@ export class ClientAgent {
       await this.close();
       throw new Error(`cannot serve HTTP on ${clientAddr}:${ports.http}: ${(err as Error).message}`);
     }
+    const gossip = this.gossip;
+    gossip.updateMeta(
+      memberMeta(this.config, 'client', this.nodeId, {
+        http: (app.server.address() as { port: number }).port,
+        dns: this.dns?.port ?? 0,
+      }),
+    );
+    gossip.join(gossipTargets(this.config.retryJoin, ports.serfLan || 8301));
+    this.stopJoining = keepJoined(gossip, () => this.pool.list(), 2000);
     this.local.loadPersisted();
     this.local.start();
     const address = this.address;
@@ -125,6 +145,8 @@ export class ClientAgent {
       http_port: this.httpPort,
       dns: `${clientAddr}:${this.dns?.port}`,
       dns_port: this.dns?.port,
+      serf: gossip.address,
+      serf_port: gossip.port,
       etcd_port: (this.etcd?.address() as { port: number } | null)?.port,
     });
   }
@@ -151,6 +173,7 @@ export class ClientAgent {
       Stats: { consul: { server: 'false', known_servers: String(this.pool.size) } },
       Meta: {},
     }));
+    app.get('/v1/agent/members', async () => (this.gossip?.members() ?? []).map(consulMember));
     app.put('/v1/agent/join/*', async (req, reply) => {
       const address = (req.params as { '*': string })['*'];
       if (!address) throw badRequest('Missing address to join');
@@ -168,6 +191,8 @@ export class ClientAgent {
     this.stopping ??= (async () => {
       this.log.info('leaving the cluster');
       this.antiEntropy?.stop();
+      this.stopJoining();
+      await this.gossip?.leave();
       await this.pool.stop(true);
       await this.close();
       this.markStopped();
@@ -188,6 +213,8 @@ export class ClientAgent {
   private async close(): Promise<void> {
     this.antiEntropy?.stop();
     this.local.stop();
+    this.stopJoining();
+    await this.gossip?.stop();
     const http = this.http;
     this.http = null;
     if (http) {

@@ -45,6 +45,7 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ConsulContext): v
   // Consul's serf members; until gossip lands, the servers of the Raft configuration, with the
   // leader's view of their health (the catalog's serfHealth check).
   app.get('/v1/agent/members', async () => {
+    if (agent.members) return agent.members();
     const catalog = server.store.catalog;
     return server.raftConfiguration().servers.map((s) => {
       const [addr, port] = splitAddress(s.address);

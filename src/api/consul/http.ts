@@ -22,6 +22,8 @@ export interface AgentControl {
   leave(): Promise<void>;
   /** The agent's own services and checks. */
   local: LocalState;
+  /** The gossip pool as Consul's /v1/agent/members entries. */
+  members?: () => Record<string, unknown>[];
 }
 
 export interface ConsulHttpOptions {
