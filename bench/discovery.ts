@@ -170,14 +170,17 @@ async function runMode(mode: Mode): Promise<ModeResult> {
     const instances = layout({ mode, services: SERVICES, perService: PER_SERVICE, nodes: NODES, targets });
     const began = performance.now();
     log(`[${mode}] registering ${instances.length} instances`);
-    await registerAll(mode, targets, instances);
-    const registerS = (performance.now() - began) / 1000;
+    // Updates start with registration, each instance joining once registered, so a registration
+    // longer than the TTL does not let the first instances' checks expire.
     const load = new UpdateLoad(mode, targets, instances, {
       periodMs: PERIOD_S * 1000,
       maxInFlight: MAX_IN_FLIGHT,
       changingOutput: CHANGING_OUTPUT,
     });
     try {
+      for (const instance of instances) load.hold(instance);
+      await registerAll(mode, targets, instances, (instance) => load.release(instance));
+      const registerS = (performance.now() - began) / 1000;
       log(`[${mode}] registered in ${registerS.toFixed(1)} s; waiting for the catalog to show them passing`);
       const convergeS = registerS + (await allPassing(servers, instances.length));
       log(

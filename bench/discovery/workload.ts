@@ -137,9 +137,15 @@ export async function registerAll(
   mode: Mode,
   targets: readonly Server[],
   instances: readonly Instance[],
+  /** Called once an instance is registered (and, on an agent, passed once). */
+  registered: (instance: Instance) => void = () => {},
 ): Promise<void> {
   let next = 0;
   const one = async (instance: Instance) => {
+    await registerOne(instance);
+    registered(instance);
+  };
+  const registerOne = async (instance: Instance) => {
     const port = targets[instance.owner]!.httpPort;
     if (mode !== 'catalog') {
       await ok(
