@@ -120,6 +120,16 @@ export class Agent {
       return m ? memberView(m) : undefined;
     };
     this.server.gossipMembers = () => gossip.members().map(memberView);
+    this.server.gossipServerAddresses = () =>
+      gossip
+        .members()
+        .filter(
+          (m) =>
+            m.meta.role === 'server' &&
+            m.meta.ports.server &&
+            (m.status === 'alive' || m.status === 'suspect'),
+        )
+        .map((m) => `${m.address.slice(0, m.address.lastIndexOf(':'))}:${m.meta.ports.server}`);
     try {
       await this.server.start();
     } catch (err) {

@@ -559,8 +559,17 @@ export class ConclaveServer {
       .all()
       .filter((s) => s.id !== this.id)
       .map((s) => s.address);
-    return [...new Set([...this.opts.retryJoin, ...known, ...extra])].filter((a) => a !== this.address);
+    const gossiped = this.gossipServerAddresses?.() ?? [];
+    return [...new Set([...this.opts.retryJoin, ...known, ...gossiped, ...extra])].filter(
+      (a) => a !== this.address,
+    );
   }
+
+  /**
+   * RPC addresses of the servers gossip knows (from their tags): with Consul-style -retry-join
+   * (gossip addresses), servers find each other for bootstrap and join through the pool.
+   */
+  gossipServerAddresses: (() => string[]) | null = null;
 
   /** Ask an address to let this server in (Consul's `join`); used by /v1/agent/join too. */
   async joinAddress(address: string): Promise<void> {
