@@ -22,7 +22,12 @@
  */
 export { GossipInvariantError } from './assert.js';
 export { defaultConfig, type GossipConfig, resolveConfig } from './config.js';
-export { GossipNode, type GossipNodeOptions, type GossipStats } from './node.js';
+export {
+  type ForceLeaveResult,
+  GossipNode,
+  type GossipNodeOptions,
+  type GossipStats,
+} from './node.js';
 export { encodedSize } from './size.js';
 export type {
   Address,

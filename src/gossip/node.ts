@@ -54,6 +54,12 @@ export interface GossipNodeOptions {
   members?: MemberState[];
 }
 
+/**
+ * What `forceLeave` did: 'left' (now recorded and broadcast as left), or why it refused:
+ * 'unknown' name, 'alive' member (it would refute), or 'self'.
+ */
+export type ForceLeaveResult = 'left' | 'unknown' | 'alive' | 'self';
+
 /** Counters the shell exports as metrics. */
 export interface GossipStats {
   probes: number;
@@ -238,6 +244,28 @@ export class GossipNode {
       this.clock(),
     );
     invariant(this.self.status === 'left', 'leaving member must record itself as left');
+  }
+
+  /**
+   * Consul's force-leave: record a failed (or suspect) member as having left, and broadcast it
+   * as that member's own graceful leave at its current incarnation, so every member records
+   * 'left' and the leader deregisters it. An alive member is refused (it would refute at once);
+   * so are unknown names and this member itself. Already left: broadcast again, harmlessly.
+   */
+  forceLeave(name: string): ForceLeaveResult {
+    const record = this.members.get(name);
+    if (record === undefined) return 'unknown';
+    if (record === this.self) return 'self';
+    if (record.status === 'alive') return 'alive';
+    const update: Update = { kind: 'dead', name, incarnation: record.incarnation, from: name };
+    if (record.status === 'left') {
+      this.queue.enqueue(update);
+      return 'left';
+    }
+    this.onDead(update, this.clock());
+    const after = this.members.get(name)?.status;
+    invariant(after === 'left', () => `force-left ${name} is ${after}`);
+    return 'left';
   }
 
   /** Whether the leave message has been piggybacked as many times as the retransmit limit asks. */
@@ -684,14 +712,15 @@ export class GossipNode {
     const record = this.members.get(update.name);
     if (record === undefined || update.incarnation < record.incarnation) return;
     this.clearSuspicion(update.name);
-    if (record.status === 'dead' || record.status === 'left') return;
+    const graceful = update.from === update.name;
+    // A failed member's own leave (or a force-leave on its behalf) still turns it into 'left'.
+    if (record.status === 'left' || (record.status === 'dead' && !graceful)) return;
     if (record === this.self && !this.leaving) {
       this.refute(update.incarnation);
       return;
     }
     this.queue.enqueue(update);
     record.incarnation = update.incarnation;
-    const graceful = update.from === update.name;
     this.members.setStatus(record, graceful ? 'left' : 'dead', now);
     if (record !== this.self) this.event(graceful ? 'left' : 'failed', record, now);
   }

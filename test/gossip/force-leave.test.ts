@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { GossipSim } from './sim.js';
+
+/** Consul's force-leave: a failed member is turned into a left one, everywhere. */
+
+function allSee(sim: GossipSim, subject: string, status: string): boolean {
+  return sim.viewsOf(subject).every((s) => s === status);
+}
+
+function checkedSim(seed: number, members: number): GossipSim {
+  const sim = new GossipSim({ seed, members });
+  sim.checkEvery = 500;
+  return sim;
+}
+
+test('force-leave: a failed member becomes left on every member, without a failed report after', () => {
+  const sim = checkedSim(51, 20);
+  sim.runFor(3_000);
+  sim.crash('m3');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm3', 'dead'), 60_000),
+    null,
+  );
+  const incarnation = sim.node('m0').member('m3')!.incarnation;
+  assert.equal(sim.node('m0').forceLeave('m3'), 'left');
+  assert.equal(sim.node('m0').member('m3')?.status, 'left');
+  const took = sim.runUntilTrue(() => allSee(sim, 'm3', 'left'), 10_000);
+  assert.notEqual(took, null, 'the force-leave spread');
+  assert.ok(took! < 5_000, `spread in ${took} ms: gossip, not a timer`);
+  assert.equal(sim.firstSeen.left.get('m3')?.size, 19, 'every other member reported m3 left');
+  for (const name of sim.running())
+    if (name !== 'm3') assert.equal(sim.node(name).member('m3')?.incarnation, incarnation);
+  // Asking again is harmless.
+  assert.equal(sim.node('m1').forceLeave('m3'), 'left');
+  sim.runFor(2_000);
+  assert.ok(allSee(sim, 'm3', 'left'));
+});
+
+test('force-leave refuses unknown names, alive members and the member itself', () => {
+  const sim = checkedSim(52, 5);
+  sim.runFor(2_000);
+  const node = sim.node('m0');
+  assert.equal(node.forceLeave('nobody'), 'unknown');
+  assert.equal(node.forceLeave('m1'), 'alive');
+  assert.equal(node.member('m1')?.status, 'alive');
+  assert.equal(node.forceLeave('m0'), 'self');
+  assert.equal(node.member('m0')?.status, 'alive');
+  sim.runFor(2_000);
+  assert.ok(allSee(sim, 'm1', 'alive'));
+});
+
+test('force-leave of a suspect member: left everywhere, its suspicion cleared', () => {
+  const sim = checkedSim(53, 12);
+  sim.runFor(3_000);
+  sim.crash('m7');
+  const observer = (): string | undefined =>
+    sim.running().find((name) => sim.node(name).member('m7')?.status === 'suspect');
+  assert.notEqual(
+    sim.runUntilTrue(() => observer() !== undefined, 20_000),
+    null,
+  );
+  const by = observer()!;
+  assert.equal(sim.node(by).forceLeave('m7'), 'left');
+  sim.node(by).assertConsistent();
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm7', 'left'), 10_000),
+    null,
+  );
+  assert.equal(sim.firstSeen.failed.get('m7'), undefined, 'nobody declared m7 failed');
+});
+
+// A member force-left while it was only cut off hears of its "leave" and refutes it (SWIM §4.2).
+test('force-leave of a member that is in fact running: it refutes and is alive again', () => {
+  const sim = checkedSim(54, 10);
+  sim.runFor(3_000);
+  sim.pause('m4');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm4', 'dead'), 120_000),
+    null,
+  );
+  assert.equal(sim.node('m0').forceLeave('m4'), 'left');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm4', 'left'), 10_000),
+    null,
+  );
+  sim.resume('m4');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm4', 'alive'), 60_000),
+    null,
+  );
+  assert.equal(sim.node('m4').member('m4')?.status, 'alive');
+});
