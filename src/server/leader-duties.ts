@@ -258,7 +258,8 @@ export class LeaderDuties {
     }
     if (now - this.leaderSince < CLIENT_SILENT_CRITICAL_MS) return;
     for (const check of catalog.checksInState('passing')) {
-      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || clients.has(check.node)) continue;
+      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || clients.has(check.node))
+        continue;
       this.once(`client:${check.node}`, {
         type: 'checkUpdate',
         node: check.node,

@@ -192,7 +192,20 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-const DEV = ['agent', '-dev', '-http-port', '0', '-server-port', '0', '-etcd-port', '0', '-dns-port', '0', '-serf-lan-port', '0'];
+const DEV = [
+  'agent',
+  '-dev',
+  '-http-port',
+  '0',
+  '-server-port',
+  '0',
+  '-etcd-port',
+  '0',
+  '-dns-port',
+  '0',
+  '-serf-lan-port',
+  '0',
+];
 
 describe('bad command lines fail with one line on stderr', { concurrency: 4, timeout: 120_000 }, () => {
   const regularFile = join(tmp, 'regular-file');
@@ -404,7 +417,8 @@ describe('agent shutdown', () => {
       httpPort: '0',
       serverPort: '0',
       etcdPort: '0',
-      dnsPort: '0', serfLanPort: '0',
+      dnsPort: '0',
+      serfLanPort: '0',
     });
     const agent = new Agent(config, silentLogger);
     await agent.start();

@@ -13,7 +13,15 @@ let base = '';
 
 before(async () => {
   agent = new Agent(
-    buildConfig({ dev: true, httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0', serfLanPort: '0', node: 'recipes' }),
+    buildConfig({
+      dev: true,
+      httpPort: '0',
+      serverPort: '0',
+      etcdPort: '0',
+      dnsPort: '0',
+      serfLanPort: '0',
+      node: 'recipes',
+    }),
     silentLogger,
   );
   await agent.start();
