@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { GossipAgentControl } from '../api/consul/agent.js';
 import { createConsulHttp } from '../api/consul/http.js';
 import { type DnsServer, startDnsServer } from '../api/dns/dns-server.js';
 import { startEtcdApi } from '../api/etcd/etcd-api.js';
@@ -8,6 +9,7 @@ import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
 import type { AgentConfig } from './config.js';
 import {
+  agentGossipControl,
   consulMember,
   gossipTargets,
   keepJoined,
@@ -136,15 +138,17 @@ export class Agent {
       await this.closeHttp();
       throw err;
     }
+    const control: GossipAgentControl = {
+      nodeName: this.config.nodeName,
+      datacenter: this.config.datacenter,
+      leave: () => this.leave(),
+      local: this.local,
+      members: () => gossip.members().map(consulMember),
+      gossip: agentGossipControl(gossip, this.config),
+    };
     this.http = createConsulHttp({
       server: this.server,
-      agent: {
-        nodeName: this.config.nodeName,
-        datacenter: this.config.datacenter,
-        leave: () => this.leave(),
-        local: this.local,
-        members: () => gossip.members().map(consulMember),
-      },
+      agent: control,
       options: { maxValueBytes: this.config.kvMaxValueSize, log: this.log },
     });
     try {

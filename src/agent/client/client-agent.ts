@@ -1,13 +1,13 @@
 import type { Server } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { CONSUL_API_VERSION } from '../../api/consul/agent.js';
+import { CONSUL_API_VERSION, registerGossipAgentRoutes } from '../../api/consul/agent.js';
 import { registerAgentServiceRoutes } from '../../api/consul/agent-services.js';
-import { badRequest } from '../../api/consul/errors.js';
 import { createConsulApp } from '../../api/consul/http.js';
 import { loadOrCreateNodeId } from '../../server/identity.js';
 import type { Logger } from '../../server/logger.js';
 import type { AgentConfig } from '../config.js';
 import {
+  agentGossipControl,
   consulMember,
   gossipTargets,
   keepJoined,
@@ -174,12 +174,30 @@ export class ClientAgent {
       Meta: {},
     }));
     app.get('/v1/agent/members', async () => (this.gossip?.members() ?? []).map(consulMember));
-    app.put('/v1/agent/join/*', async (req, reply) => {
-      const address = (req.params as { '*': string })['*'];
-      if (!address) throw badRequest('Missing address to join');
-      await this.pool.join(/:\d+$/.test(address) ? address : `${address}:${this.config.ports.server}`);
-      return reply.code(200).send();
-    });
+    if (this.gossip)
+      registerGossipAgentRoutes(app, agentGossipControl(this.gossip, this.config), {
+        // A join address is also tried as a server's RPC address (the client's server pool).
+        joinOther: async (address) => {
+          const target = /:\d+$/.test(address) ? address : `${address}:${this.config.ports.server}`;
+          await this.pool.join(target);
+          return this.pool.list().some((s) => s.address === target);
+        },
+        // Consul's force-leave of a server also takes it out of the Raft configuration: ask a server.
+        removeServer: async (member) => {
+          const id = member.meta.tags.id ?? '';
+          const via = this.pool.list().find((s) => s.id !== id && s.http);
+          if (!via || id === '') return;
+          const res = await fetch(`http://${via.http}/v1/operator/raft/peer?id=${encodeURIComponent(id)}`, {
+            method: 'DELETE',
+            signal: AbortSignal.timeout(10_000),
+          });
+          if (res.status !== 200 && !/not a member/.test(await res.text()))
+            this.log.warn('force-leave: the server stays in the Raft configuration', {
+              id,
+              status: res.status,
+            });
+        },
+      });
     app.put('/v1/agent/leave', async (_req, reply) => {
       void this.leave();
       return reply.code(200).send();

@@ -1,9 +1,10 @@
+import type { AgentGossip } from '../../api/consul/agent.js';
 import type { MemberMeta, MemberState } from '../../gossip/index.js';
 import type { Logger } from '../../server/logger.js';
 import type { MemberView } from '../../server/server.js';
 import type { AgentConfig } from '../config.js';
 import { GossipShell } from './gossip-shell.js';
-import { Keyring } from './keyring.js';
+import { keyringFile, openKeyring } from './keyring.js';
 
 /**
  * Gossip as an agent runs it: one LAN pool on -serf-lan-port for servers and clients alike,
@@ -44,13 +45,20 @@ export async function startAgentGossip(
   log: Logger,
 ): Promise<GossipShell> {
   const wildcard = config.bindAddr === '0.0.0.0' || config.bindAddr === '::';
+  // -dev keeps nothing; otherwise the keyring file of an earlier start wins over -encrypt.
+  const file = config.dev || !config.dataDir ? null : keyringFile(config.dataDir);
+  const { keyring, ignoredEncrypt } = openKeyring({ encrypt: config.encrypt, file });
+  if (ignoredEncrypt)
+    log.warn('the keyring file exists: -encrypt is ignored (rotate keys with `conclave keyring`)', {
+      file,
+    });
   const shell = new GossipShell({
     name: config.nodeName,
     bindHost: config.bindAddr,
     port: config.ports.serfLan,
     advertiseHost: config.advertiseAddr ?? (wildcard ? '127.0.0.1' : config.bindAddr),
     meta: memberMeta(config, role, nodeId, {}),
-    keyring: config.encrypt ? new Keyring([config.encrypt]) : null,
+    keyring,
     log,
   });
   try {
@@ -127,4 +135,31 @@ export function keepJoined(
   }, everyMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** The other alive members that publish an HTTP port, as `http://host:port` (keyring fan-out). */
+export function memberAgents(shell: GossipShell, self: string): { name: string; http: string }[] {
+  return shell
+    .members()
+    .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect') && m.meta.ports.http)
+    .map((m) => {
+      const host = m.address.slice(0, m.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+      const bracketed = host.includes(':') ? `[${host}]` : host;
+      return { name: m.name, http: `http://${bracketed}:${m.meta.ports.http}` };
+    });
+}
+
+/** The gossip pool as the join, force-leave and keyring endpoints use it. */
+export function agentGossipControl(shell: GossipShell, config: AgentConfig): AgentGossip {
+  return {
+    join: (addresses) => shell.joinAndWait(addresses),
+    forceLeave: (name) => shell.forceLeave(name),
+    member: (name) => shell.members().find((m) => m.name === name),
+    keyring: {
+      nodeName: config.nodeName,
+      datacenter: config.datacenter,
+      keyring: () => shell.keyring,
+      peers: () => memberAgents(shell, config.nodeName),
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Packr } from 'msgpackr';
 import {
+  type ForceLeaveResult,
   type GossipConfig,
   type GossipMessage,
   GossipNode,
@@ -64,6 +65,8 @@ export class GossipShell {
   private readonly inbound = new Map<string, Socket>();
   private readonly sockets = new Set<Socket>();
   private listeners: ((event: MemberEvent) => void)[] = [];
+  /** Joins waiting for their push-pull answer, by the address they were sent to. */
+  private readonly joinWaiters = new Map<string, ((answered: boolean) => void)[]>();
   private stopped = false;
   readonly stats: GossipShellStats = { packetsIn: 0, packetsOut: 0, dropped: 0 };
   port = 0;
@@ -80,6 +83,11 @@ export class GossipShell {
 
   members(): MemberState[] {
     return this.node?.memberList() ?? [];
+  }
+
+  /** The keyring that seals gossip (changes to it apply to the next packet), or null. */
+  get keyring(): Keyring | null {
+    return this.options.keyring;
   }
 
   async start(): Promise<void> {
@@ -129,6 +137,46 @@ export class GossipShell {
     this.flush();
   }
 
+  /**
+   * Join and wait, at most `timeoutMs`, for each seed's push-pull answer: how many answered
+   * (memberlist Join's count; a seed with another key never answers in a way we can open).
+   */
+  async joinAndWait(addresses: string[], timeoutMs = 5000): Promise<number> {
+    if (!this.node || this.stopped || addresses.length === 0) return 0;
+    const unique = [...new Set(addresses)];
+    const answers = unique.map(
+      (address) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => settle(false), timeoutMs);
+          const settle = (answered: boolean): void => {
+            clearTimeout(timer);
+            const waiting = this.joinWaiters.get(address) ?? [];
+            this.joinWaiters.set(
+              address,
+              waiting.filter((w) => w !== settle),
+            );
+            if (this.joinWaiters.get(address)?.length === 0) this.joinWaiters.delete(address);
+            resolve(answered);
+          };
+          this.joinWaiters.set(address, [...(this.joinWaiters.get(address) ?? []), settle]);
+        }),
+    );
+    this.join(unique);
+    return (await Promise.all(answers)).filter(Boolean).length;
+  }
+
+  /** Consul's force-leave of a failed member (see GossipNode.forceLeave). */
+  forceLeave(name: string): ForceLeaveResult {
+    if (!this.node || this.stopped) return 'unknown';
+    const result = this.node.forceLeave(name);
+    this.flush();
+    return result;
+  }
+
+  private settleJoin(address: string, answered: boolean): void {
+    for (const settle of this.joinWaiters.get(address) ?? []) settle(answered);
+  }
+
   updateMeta(meta: MemberMeta): void {
     this.node?.updateMeta(meta);
     this.flush();
@@ -157,13 +205,17 @@ export class GossipShell {
 
   // ---- the core's input and output ----
 
-  private receive(from: string, bytes: Buffer): void {
-    if (this.stopped || !this.node) return;
+  /** Whether the bytes opened, decoded and were a valid gossip message. */
+  private receive(from: string, bytes: Buffer): boolean {
+    if (this.stopped || !this.node) return false;
     this.stats.packetsIn++;
     const message = this.open(bytes);
-    if (message === undefined) return;
+    if (message === undefined) return false;
+    const invalidBefore = this.node.stats.invalidMessages;
     this.node.receive(from, message);
+    const valid = this.node.stats.invalidMessages === invalidBefore;
     this.flush();
+    return valid;
   }
 
   private open(bytes: Buffer): unknown {
@@ -234,10 +286,11 @@ export class GossipShell {
       socket,
       (frame) => {
         socket.end();
-        this.receive(to, frame);
+        this.settleJoin(to, this.receive(to, frame));
       },
       () => this.stats.dropped++,
     );
+    socket.once('close', () => this.settleJoin(to, false));
     socket.once('connect', () => writeFrame(socket, bytes));
   }
 
