@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Command, CommanderError } from 'commander';
 import { Agent } from '../agent/agent.js';
 import { ClientAgent } from '../agent/client/client-agent.js';
@@ -59,6 +60,62 @@ function program(): Command {
       await callAgentOk(agentAddress(o.httpAddr), 'PUT', '/v1/agent/leave');
       console.log('Graceful leave complete');
     });
+
+  cli
+    .command('members')
+    .description('list the members of the gossip pool as the local agent sees them')
+    .option('--http-addr <addr>', 'agent HTTP address (CONSUL_HTTP_ADDR)')
+    .option('--detailed', 'show every tag of each member')
+    .option('--status <regexp>', 'only members whose status (alive, failed, left) matches')
+    .action(async (o: { httpAddr?: string; detailed?: boolean; status?: string }) => {
+      const r = await callAgentOk(agentAddress(o.httpAddr), 'GET', '/v1/agent/members');
+      printMembers(JSON.parse(r.text) as ConsulMember[], o);
+    });
+
+  cli
+    .command('join <address...>')
+    .description('tell the local agent to join the cluster through these addresses (gossip port 8301)')
+    .option('--http-addr <addr>', 'agent HTTP address (CONSUL_HTTP_ADDR)')
+    .action(async (addresses: string[], o: { httpAddr?: string }) => {
+      const base = agentAddress(o.httpAddr);
+      const failures: string[] = [];
+      for (const address of addresses) {
+        const r = await callAgent(base, 'PUT', `/v1/agent/join/${encodeURI(address)}`);
+        if (r.status !== 200) failures.push(r.text.trim() || `${address}: HTTP ${r.status}`);
+      }
+      const joined = addresses.length - failures.length;
+      if (joined === 0) throw new AgentCallError(failures.join('; '));
+      for (const failure of failures) process.stderr.write(`Error joining ${failure}\n`);
+      console.log(`Successfully joined cluster by contacting ${joined} nodes.`);
+    });
+
+  cli
+    .command('force-leave <node>')
+    .description('mark a failed member as left, so it is removed from the catalog (and Raft, for a server)')
+    .option('--http-addr <addr>', 'agent HTTP address (CONSUL_HTTP_ADDR)')
+    .action(async (node: string, o: { httpAddr?: string }) => {
+      await callAgentOk(agentAddress(o.httpAddr), 'PUT', `/v1/agent/force-leave/${encodeURIComponent(node)}`);
+    });
+
+  cli
+    .command('keygen')
+    .description('print a new random gossip encryption key (32 bytes, base64) for -encrypt')
+    .action(() => {
+      console.log(randomBytes(32).toString('base64'));
+    });
+
+  cli
+    .command('keyring')
+    .description('list, install, use or remove gossip encryption keys on every member')
+    .option('--http-addr <addr>', 'agent HTTP address (CONSUL_HTTP_ADDR)')
+    .option('--list', 'list the keys installed on the members')
+    .option('--install <key>', 'install a new key on every member')
+    .option('--use <key>', 'make an installed key the one that encrypts')
+    .option('--remove <key>', 'remove a key that is no longer in use')
+    .action(
+      async (o: { httpAddr?: string; list?: boolean; install?: string; use?: string; remove?: string }) =>
+        runKeyring(agentAddress(o.httpAddr), o),
+    );
 
   const operator = cli.command('operator').description('cluster operator commands');
   const raft = operator.command('raft').description('inspect and change the Raft configuration');
@@ -205,6 +262,100 @@ async function runAgent(flags: AgentFlags): Promise<void> {
   process.exitCode = agent.exitCode;
   // Stray handles (a peer's half-open socket) must not keep a stopped agent alive.
   setTimeout(() => process.exit(agent.exitCode), 200).unref();
+}
+
+interface ConsulMember {
+  Name: string;
+  Addr: string;
+  Port: number;
+  Tags: Record<string, string>;
+  Status: number;
+  ProtocolCur?: number;
+}
+
+/** Serf's member status codes as Consul's CLI names them. */
+const MEMBER_STATUS: Record<number, string> = { 0: 'none', 1: 'alive', 2: 'leaving', 3: 'left', 4: 'failed' };
+
+/** `consul members`: one row per member, sorted by name; -detailed shows the tags instead. */
+function printMembers(members: ConsulMember[], o: { detailed?: boolean; status?: string }): void {
+  let filter: RegExp | null = null;
+  if (o.status !== undefined) {
+    try {
+      filter = new RegExp(o.status);
+    } catch (err) {
+      throw new ConfigError(`-status must be a regular expression: ${(err as Error).message}`);
+    }
+  }
+  const shown = members
+    .map((m) => ({ m, status: MEMBER_STATUS[m.Status] ?? 'unknown' }))
+    .filter(({ status }) => filter === null || filter.test(status))
+    .sort((a, b) => a.m.Name.localeCompare(b.m.Name));
+  const address = (m: ConsulMember) => `${m.Addr.includes(':') ? `[${m.Addr}]` : m.Addr}:${m.Port}`;
+  const rows = o.detailed
+    ? [
+        ['Node', 'Address', 'Status', 'Tags'],
+        ...shown.map(({ m, status }) => [
+          m.Name,
+          address(m),
+          status,
+          Object.keys(m.Tags)
+            .sort()
+            .map((k) => `${k}=${m.Tags[k]}`)
+            .join(','),
+        ]),
+      ]
+    : [
+        ['Node', 'Address', 'Status', 'Type', 'Build', 'Protocol', 'DC'],
+        ...shown.map(({ m, status }) => [
+          m.Name,
+          address(m),
+          status,
+          m.Tags.role === 'consul' ? 'server' : 'client',
+          m.Tags.build ?? '',
+          m.Tags.vsn ?? String(m.ProtocolCur ?? ''),
+          m.Tags.dc ?? '',
+        ]),
+      ];
+  printTable(rows);
+}
+
+/** `consul keyring`: exactly one of -list, -install, -use, -remove, against /v1/operator/keyring. */
+async function runKeyring(
+  base: string,
+  o: { list?: boolean; install?: string; use?: string; remove?: string },
+): Promise<void> {
+  const actions = [o.list, o.install, o.use, o.remove].filter((a) => a !== undefined).length;
+  if (actions !== 1) throw new ConfigError('keyring needs exactly one of -list, -install, -use or -remove');
+  if (o.list) {
+    console.log('==> Gathering installed encryption keys...');
+    const r = await callAgentOk(base, 'GET', '/v1/operator/keyring');
+    const pools = JSON.parse(r.text) as {
+      WAN: boolean;
+      Datacenter: string;
+      Keys: Record<string, number>;
+      PrimaryKeys?: Record<string, number>;
+      NumNodes: number;
+    }[];
+    for (const pool of pools) {
+      console.log(`\n${pool.Datacenter} (${pool.WAN ? 'WAN' : 'LAN'}):`);
+      for (const [key, count] of Object.entries(pool.Keys).sort(
+        (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]),
+      ))
+        console.log(`  ${key} [${count}/${pool.NumNodes}]`);
+      for (const [key, count] of Object.entries(pool.PrimaryKeys ?? {}))
+        console.log(`  primary: ${key} [${count}/${pool.NumNodes}]`);
+    }
+    return;
+  }
+  const [method, key, doing, done] =
+    o.install !== undefined
+      ? ['POST', o.install, 'Installing new gossip encryption key', 'installed key']
+      : o.use !== undefined
+        ? ['PUT', o.use, 'Changing primary gossip encryption key', 'changed primary key']
+        : ['DELETE', o.remove ?? '', 'Removing gossip encryption key', 'removed key'];
+  console.log(`==> ${doing}...`);
+  await callAgentOk(base, method, '/v1/operator/keyring', JSON.stringify({ Key: key }));
+  console.log(`==> Successfully ${done}!`);
 }
 
 function encodeKey(key: string): string {

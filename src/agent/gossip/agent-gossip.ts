@@ -137,15 +137,19 @@ export function keepJoined(
   return () => clearInterval(timer);
 }
 
-/** The other alive members that publish an HTTP port, as `http://host:port` (keyring fan-out). */
-export function memberAgents(shell: GossipShell, self: string): { name: string; http: string }[] {
+/**
+ * The other alive members' agents as `http://host:port` (keyring fan-out); null for a member
+ * that publishes no HTTP port (yet), which the fan-out reports as a failure.
+ */
+export function memberAgents(shell: GossipShell, self: string): { name: string; http: string | null }[] {
   return shell
     .members()
-    .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect') && m.meta.ports.http)
+    .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect'))
     .map((m) => {
       const host = m.address.slice(0, m.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
       const bracketed = host.includes(':') ? `[${host}]` : host;
-      return { name: m.name, http: `http://${bracketed}:${m.meta.ports.http}` };
+      const port = m.meta.ports.http;
+      return { name: m.name, http: port ? `http://${bracketed}:${port}` : null };
     });
 }
 

@@ -25,10 +25,10 @@ export interface LocalKeyring {
   remove(key: string): void;
 }
 
-/** Another member's agent: its node name and HTTP base address, `http://host:port`. */
+/** Another member's agent: its node name and HTTP base address, `http://host:port` (null: none known). */
 export interface KeyringPeer {
   name: string;
-  http: string;
+  http: string | null;
 }
 
 export interface KeyringContext {
@@ -36,7 +36,7 @@ export interface KeyringContext {
   datacenter: string;
   /** This agent's keyring, or null when its gossip is not encrypted. */
   keyring: () => LocalKeyring | null;
-  /** The other alive members with an HTTP port, for the fan-out. */
+  /** The other alive members, for the fan-out. */
   peers: () => KeyringPeer[];
 }
 
@@ -122,6 +122,7 @@ async function relay(peers: KeyringPeer[], operation: Operation, key: string): P
 }
 
 async function relayTo(peer: KeyringPeer, operation: Operation, key: string): Promise<NodeResult> {
+  if (peer.http === null) return { node: peer.name, error: 'its gossip tags carry no HTTP port' };
   const init: RequestInit = {
     method: METHOD[operation],
     headers: { [KEYRING_LOCAL_HEADER]: '1' },
