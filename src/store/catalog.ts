@@ -121,6 +121,42 @@ export class Catalog {
   readonly checks = new Map<string, Map<string, CatalogCheck>>();
   /** service name -> node + "\0" + service id */
   private readonly byServiceName = new Map<string, Set<string>>();
+  /**
+   * node -> service id ('' for node checks) -> check id -> check: an instance's checks without
+   * scanning every check on its node (an agent with thousands of services made each health or
+   * DNS answer cost O(checks on the node) per instance).
+   */
+  private readonly checksByService = new Map<string, Map<string, Map<string, CatalogCheck>>>();
+
+  private indexCheck(check: CatalogCheck, previous: CatalogCheck | undefined): void {
+    if (previous !== undefined && previous.serviceId !== check.serviceId) this.unindexCheck(previous);
+    let byService = this.checksByService.get(check.node);
+    if (byService === undefined) {
+      byService = new Map();
+      this.checksByService.set(check.node, byService);
+    }
+    let checks = byService.get(check.serviceId);
+    if (checks === undefined) {
+      checks = new Map();
+      byService.set(check.serviceId, checks);
+    }
+    checks.set(check.checkId, check);
+  }
+
+  private unindexCheck(check: CatalogCheck): void {
+    const byService = this.checksByService.get(check.node);
+    const checks = byService?.get(check.serviceId);
+    if (checks === undefined || !checks.has(check.checkId)) return;
+    checks.delete(check.checkId);
+    if (checks.size === 0) byService!.delete(check.serviceId);
+    if (byService!.size === 0) this.checksByService.delete(check.node);
+  }
+
+  /** Rebuilds one node's entry of the check index from its checks (after a restore). */
+  private reindexNode(node: string): void {
+    this.checksByService.delete(node);
+    for (const check of this.checks.get(node)?.values() ?? []) this.indexCheck(check, undefined);
+  }
 
   // ---- writes ----
 
@@ -263,11 +299,13 @@ export class Catalog {
       nodeChecks = new Map();
       this.checks.set(node, nodeChecks);
     }
-    nodeChecks.set(input.checkId, {
+    const stored: CatalogCheck = {
       ...check,
       createIndex: existing?.createIndex ?? effects.revision,
       modifyIndex: effects.revision,
-    });
+    };
+    nodeChecks.set(input.checkId, stored);
+    this.indexCheck(stored, existing);
     this.bumpCheckTopics(effects, node, serviceId);
     if (check.status === 'critical' && existing?.status !== 'critical')
       effects.checkCritical(node, input.checkId);
@@ -291,9 +329,9 @@ export class Catalog {
       throw new StoreError(StoreErrorCode.CheckNotFound, `unknown check ${checkId} on node ${node}`);
     const nextOutput = output ?? existing.output;
     if (existing.status === status && existing.output === nextOutput) return false;
-    this.checks
-      .get(node)!
-      .set(checkId, { ...existing, status, output: nextOutput, modifyIndex: effects.revision });
+    const updated: CatalogCheck = { ...existing, status, output: nextOutput, modifyIndex: effects.revision };
+    this.checks.get(node)!.set(checkId, updated);
+    this.indexCheck(updated, existing);
     this.bumpCheckTopics(effects, node, existing.serviceId);
     if (status === 'critical' && existing.status !== 'critical') effects.checkCritical(node, checkId);
     return true;
@@ -341,6 +379,7 @@ export class Catalog {
     this.bumpCheckTopics(effects, node, check.serviceId);
     nodeChecks!.delete(checkId);
     if (nodeChecks!.size === 0) this.checks.delete(node);
+    this.unindexCheck(check);
     // Consul invalidates sessions that name a deregistered check, as for a critical one.
     effects.checkCritical(node, checkId);
     return true;
@@ -413,6 +452,7 @@ export class Catalog {
     else this.services.set(name, new Map(saved.services));
     if (saved.checks === undefined) this.checks.delete(name);
     else this.checks.set(name, new Map(saved.checks));
+    this.reindexNode(name);
     for (const service of saved.services?.values() ?? []) {
       let refs = this.byServiceName.get(service.service);
       if (refs === undefined) {
@@ -477,9 +517,11 @@ export class Catalog {
       const node = this.nodes.get(nodeName);
       if (service === undefined || node === undefined) continue;
       if (options.tag !== undefined && !service.tags.includes(options.tag)) continue;
-      const checks = this.nodeChecks(nodeName).filter(
-        (check) => check.serviceId === '' || check.serviceId === service.id,
-      );
+      const byService = this.checksByService.get(nodeName);
+      const checks = [
+        ...(byService?.get('')?.values() ?? []),
+        ...(byService?.get(service.id)?.values() ?? []),
+      ].sort((a, b) => (a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0));
       // Consul ?passing: only instances whose checks are all passing (warning excluded too).
       if (options.passingOnly && checks.some((check) => check.status !== 'passing')) continue;
       entries.push({ node, service, checks });
@@ -529,6 +571,7 @@ export class Catalog {
         this.checks.set(check.node, nodeChecks);
       }
       nodeChecks.set(check.checkId, check);
+      this.indexCheck(check, undefined);
     }
   }
 }
