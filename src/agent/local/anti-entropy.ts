@@ -45,6 +45,28 @@ export interface AntiEntropyOptions {
   log: Logger;
 }
 
+/** Writes a sync keeps in flight, and checks per registration when they go without a service. */
+const WRITES_IN_FLIGHT = 16;
+const CHECKS_PER_WRITE = 64;
+
+/** Runs `work` over `items`, at most `limit` at a time; the first failure is thrown once all settle. */
+async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown = null;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await work(item);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== null) throw failure;
+}
+
 /** Checks the agent does not own, kept out of its comparisons: the leader maintains them. */
 const FOREIGN_CHECKS = new Set(['serfHealth']);
 
@@ -137,20 +159,17 @@ export class AntiEntropy {
     const node = this.options.node;
     if (!view.node || !sameNode(view.node, node)) await this.catalog.write({ type: 'catalogRegister', node });
 
+    // Which services and checks differ from the catalog.
     const inCatalog = new Map(view.services.map((s) => [s.id, s]));
+    const changedServices = new Set<string>();
     for (const [id, entry] of this.local.services) {
       const existing = inCatalog.get(id);
-      if (existing && sameService(existing, entry.service)) continue;
-      await this.catalog.write({ type: 'catalogRegister', node, service: entry.service });
+      if (!existing || !sameService(existing, entry.service)) changedServices.add(id);
     }
-    for (const id of inCatalog.keys()) {
-      if (!this.local.services.has(id))
-        await this.catalog.write({ type: 'catalogDeregister', node: name, serviceId: id });
-    }
-
     const checksInCatalog = new Map(view.checks.map((c) => [c.checkId, c]));
     const now = Date.now();
     let deferredUntil = Number.POSITIVE_INFINITY;
+    const changedChecks: LocalCheck[] = [];
     for (const [id, check] of this.local.checks) {
       if (check.def.serviceId !== '' && !this.local.services.has(check.def.serviceId)) continue;
       const existing = checksInCatalog.get(id);
@@ -163,14 +182,36 @@ export class AntiEntropy {
           continue;
         }
       }
-      this.outputSyncedAt.set(id, now);
-      await this.catalog.write({ type: 'catalogRegister', node, checks: [checkInput(check)] });
+      changedChecks.push(check);
     }
-    for (const id of checksInCatalog.keys()) {
-      if (FOREIGN_CHECKS.has(id) || this.local.checks.has(id)) continue;
-      await this.catalog.write({ type: 'catalogDeregister', node: name, checkId: id });
-      this.outputSyncedAt.delete(id);
+
+    // As Consul does, a service goes with its checks in one registration; the checks left over go
+    // in batches; everything runs a few writes at a time rather than one Raft round trip each.
+    const writes: CatalogWrite[] = [];
+    for (const id of changedServices) {
+      const checks = changedChecks.filter((c) => c.def.serviceId === id);
+      writes.push({
+        type: 'catalogRegister',
+        node,
+        service: this.local.services.get(id)!.service,
+        checks: checks.map(checkInput),
+      });
     }
+    const rest = changedChecks.filter((c) => !changedServices.has(c.def.serviceId));
+    for (let i = 0; i < rest.length; i += CHECKS_PER_WRITE)
+      writes.push({
+        type: 'catalogRegister',
+        node,
+        checks: rest.slice(i, i + CHECKS_PER_WRITE).map(checkInput),
+      });
+    for (const id of inCatalog.keys())
+      if (!this.local.services.has(id)) writes.push({ type: 'catalogDeregister', node: name, serviceId: id });
+    for (const id of checksInCatalog.keys())
+      if (!FOREIGN_CHECKS.has(id) && !this.local.checks.has(id))
+        writes.push({ type: 'catalogDeregister', node: name, checkId: id });
+    await inParallel(writes, WRITES_IN_FLIGHT, (w) => this.catalog.write(w));
+    for (const check of changedChecks) this.outputSyncedAt.set(check.def.id, now);
+    for (const id of checksInCatalog.keys()) if (!this.local.checks.has(id)) this.outputSyncedAt.delete(id);
     // Without this a deferred output would wait for the next full sync, or for ever if none comes first.
     clearTimeout(this.deferTimer);
     if (deferredUntil !== Number.POSITIVE_INFINITY && !this.stopped) {
