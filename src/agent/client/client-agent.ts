@@ -11,7 +11,9 @@ import {
   consulMember,
   gossipTargets,
   keepJoined,
+  memberAgents,
   memberMeta,
+  serverRpcAddresses,
   startAgentGossip,
 } from '../gossip/agent-gossip.js';
 import type { GossipShell } from '../gossip/gossip-shell.js';
@@ -21,6 +23,9 @@ import { LocalState } from '../local/local-state.js';
 import { registerHttpForwarding, startDnsForwarder, startTcpForwarder } from './forward.js';
 import { httpCatalogAccess } from './http-catalog-access.js';
 import { ServerPool } from './server-pool.js';
+
+/** Bound on the servers a gossip join adds to the server pool at once. */
+const MAX_POOL_SEEDS_FROM_GOSSIP = 16;
 
 /**
  * A client agent (`conclave agent` without -server): no Raft and no store. It runs its own
@@ -174,30 +179,49 @@ export class ClientAgent {
       Meta: {},
     }));
     app.get('/v1/agent/members', async () => (this.gossip?.members() ?? []).map(consulMember));
-    if (this.gossip)
-      registerGossipAgentRoutes(app, agentGossipControl(this.gossip, this.config), {
+    const gossip = this.gossip;
+    if (gossip) {
+      const control = agentGossipControl(gossip, this.config);
+      const gossipJoin = control.join;
+      // Consul's clients find their servers through gossip: a client joined that way hands the
+      // servers it now sees to its server pool.
+      control.join = async (addresses) => {
+        const answered = await gossipJoin(addresses);
+        const known = new Set(this.pool.list().map((s) => s.address));
+        for (const address of serverRpcAddresses(gossip).slice(0, MAX_POOL_SEEDS_FROM_GOSSIP))
+          if (!known.has(address)) await this.pool.join(address);
+        return answered;
+      };
+      registerGossipAgentRoutes(app, control, {
         // A join address is also tried as a server's RPC address (the client's server pool).
         joinOther: async (address) => {
           const target = /:\d+$/.test(address) ? address : `${address}:${this.config.ports.server}`;
           await this.pool.join(target);
           return this.pool.list().some((s) => s.address === target);
         },
-        // Consul's force-leave of a server also takes it out of the Raft configuration: ask a server.
+        // Consul's force-leave of a server also takes it out of the Raft configuration: ask
+        // another alive server (any one forwards to the leader).
         removeServer: async (member) => {
           const id = member.meta.tags.id ?? '';
-          const via = this.pool.list().find((s) => s.id !== id && s.http);
-          if (!via || id === '') return;
-          const res = await fetch(`http://${via.http}/v1/operator/raft/peer?id=${encodeURIComponent(id)}`, {
+          const via = memberAgents(gossip, this.config.nodeName).find(
+            (m) => m.role === 'server' && m.name !== member.name && m.http,
+          );
+          if (!via?.http || id === '') {
+            this.log.warn('force-leave: no server to take the server out of the Raft configuration', { id });
+            return;
+          }
+          const res = await fetch(`${via.http}/v1/operator/raft/peer?id=${encodeURIComponent(id)}`, {
             method: 'DELETE',
             signal: AbortSignal.timeout(10_000),
           });
-          if (res.status !== 200 && !/not a member/.test(await res.text()))
-            this.log.warn('force-leave: the server stays in the Raft configuration', {
-              id,
-              status: res.status,
-            });
+          const text = await res.text();
+          if (res.status !== 200 && !/not a member|was not found/.test(text))
+            throw new Error(
+              `${via.name} could not remove ${member.name} from the Raft configuration: ${text.trim()}`,
+            );
         },
       });
+    }
     app.put('/v1/agent/leave', async (_req, reply) => {
       void this.leave();
       return reply.code(200).send();

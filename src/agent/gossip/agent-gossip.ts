@@ -141,7 +141,10 @@ export function keepJoined(
  * The other alive members' agents as `http://host:port` (keyring fan-out); null for a member
  * that publishes no HTTP port (yet), which the fan-out reports as a failure.
  */
-export function memberAgents(shell: GossipShell, self: string): { name: string; http: string | null }[] {
+export function memberAgents(
+  shell: GossipShell,
+  self: string,
+): { name: string; role: 'server' | 'client'; http: string | null }[] {
   return shell
     .members()
     .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect'))
@@ -149,8 +152,19 @@ export function memberAgents(shell: GossipShell, self: string): { name: string; 
       const host = m.address.slice(0, m.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
       const bracketed = host.includes(':') ? `[${host}]` : host;
       const port = m.meta.ports.http;
-      return { name: m.name, http: port ? `http://${bracketed}:${port}` : null };
+      return { name: m.name, role: m.meta.role, http: port ? `http://${bracketed}:${port}` : null };
     });
+}
+
+/** The RPC addresses (host:port) of the alive servers in the pool, from their tags. */
+export function serverRpcAddresses(shell: GossipShell): string[] {
+  return shell
+    .members()
+    .filter(
+      (m) =>
+        m.meta.role === 'server' && m.meta.ports.server && (m.status === 'alive' || m.status === 'suspect'),
+    )
+    .map((m) => `${m.address.slice(0, m.address.lastIndexOf(':'))}:${m.meta.ports.server}`);
 }
 
 /** The gossip pool as the join, force-leave and keyring endpoints use it. */
@@ -163,7 +177,7 @@ export function agentGossipControl(shell: GossipShell, config: AgentConfig): Age
       nodeName: config.nodeName,
       datacenter: config.datacenter,
       keyring: () => shell.keyring,
-      peers: () => memberAgents(shell, config.nodeName),
+      peers: () => memberAgents(shell, config.nodeName).map(({ name, http }) => ({ name, http })),
     },
   };
 }
