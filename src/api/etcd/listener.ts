@@ -1,5 +1,4 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 
@@ -56,13 +55,14 @@ export class EtcdListener {
       if (isHttp2 && seen.length < PREFACE.length) return; // need more bytes to decide
       clearTimeout(timer);
       socket.off('data', onData);
+      // The bytes read to decide go back into the socket's buffer. HTTP/2 gets the native socket:
+      // Node's HTTP/2 session feeds what is already buffered to its parser before it reads the
+      // handle directly, so no JS stream sits between the socket and every frame.
+      socket.pause();
+      socket.unshift(seen);
       if (isHttp2) {
-        // Node's HTTP/2 reads a net.Socket's handle directly, past bytes we already consumed;
-        // a JS stream that replays them first is read through the stream interface instead.
-        this.injector.injectConnection(new ReplayStream(socket, seen));
+        this.injector.injectConnection(socket);
       } else {
-        socket.pause();
-        socket.unshift(seen);
         this.http.server.emit('connection', socket);
         socket.resume();
       }
@@ -80,50 +80,5 @@ export class EtcdListener {
     this.injector.destroy();
     await new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
     await this.http.close();
-  }
-}
-
-/** A duplex over a socket whose first bytes were already read: they are replayed, then the rest flows. */
-class ReplayStream extends Duplex {
-  constructor(
-    private readonly socket: Socket,
-    head: Buffer,
-  ) {
-    super();
-    this.push(head);
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) socket.pause();
-    });
-    socket.on('end', () => this.push(null));
-    socket.on('close', () => this.destroy());
-    socket.on('error', (err) => this.destroy(err));
-  }
-
-  override _read(): void {
-    this.socket.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.socket.write(chunk, callback);
-  }
-
-  /** HTTP/2 writes frame by frame: everything queued since the last write leaves in one syscall. */
-  override _writev(
-    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
-    callback: (err?: Error | null) => void,
-  ): void {
-    this.socket.cork();
-    for (let i = 0; i < chunks.length - 1; i++) this.socket.write(chunks[i]!.chunk);
-    this.socket.write(chunks[chunks.length - 1]!.chunk, callback);
-    this.socket.uncork();
-  }
-
-  override _final(callback: (err?: Error | null) => void): void {
-    this.socket.end(callback);
-  }
-
-  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    this.socket.destroy();
-    callback(err);
   }
 }
