@@ -28,6 +28,8 @@ export const SERF_HEALTH = {
   passing: 'Agent alive and reachable',
   critical: 'Agent not live or unreachable',
 } as const;
+/** Consul's structs.ConsulServiceID: the service every server carries, kept by the leader. */
+export const CONSUL_SERVICE_ID = 'consul';
 /** Leases expired per command: a mass expiry becomes several small entries, not one giant one. */
 const EXPIRE_BATCH = 1000;
 
@@ -163,9 +165,15 @@ export class LeaderDuties {
       const node = catalog.nodes.get(info.name);
       const check = catalog.check(info.name, SERF_HEALTH.checkId);
       const status = alive ? 'passing' : 'critical';
-      if (node?.address === host && node.id === id && check?.status === status) continue;
+      // Consul's servers carry the "consul" service (port: server RPC), which tools look up
+      // (consul.service.consul, Prometheus' Consul discovery).
+      const rpcPort = Number(info.address.slice(info.address.lastIndexOf(':') + 1));
+      const consul = catalog.nodeServices(info.name).find((x) => x.id === CONSUL_SERVICE_ID);
+      if (node?.address === host && node.id === id && check?.status === status && consul?.port === rpcPort)
+        continue;
       this.once(`reconcile:${info.name}`, {
         type: 'catalogRegister',
+        service: { id: CONSUL_SERVICE_ID, service: CONSUL_SERVICE_ID, port: rpcPort },
         // The agent's anti-entropy owns tagged addresses and meta: keep what it wrote.
         node: {
           node: info.name,

@@ -67,6 +67,9 @@ async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promi
   if (failure !== null) throw failure;
 }
 
+/** A server's "consul" service is the leader's to keep, as in Consul (structs.ConsulServiceID). */
+const FOREIGN_SERVICES = new Set(['consul']);
+
 /** Checks the agent does not own, kept out of its comparisons: the leader maintains them. */
 const FOREIGN_CHECKS = new Set(['serfHealth']);
 
@@ -205,7 +208,8 @@ export class AntiEntropy {
         checks: rest.slice(i, i + CHECKS_PER_WRITE).map(checkInput),
       });
     for (const id of inCatalog.keys())
-      if (!this.local.services.has(id)) writes.push({ type: 'catalogDeregister', node: name, serviceId: id });
+      if (!this.local.services.has(id) && !FOREIGN_SERVICES.has(id))
+        writes.push({ type: 'catalogDeregister', node: name, serviceId: id });
     for (const id of checksInCatalog.keys())
       if (!FOREIGN_CHECKS.has(id) && !this.local.checks.has(id))
         writes.push({ type: 'catalogDeregister', node: name, checkId: id });
