@@ -49,6 +49,18 @@ test('gossip: failure, suspicion and refutation, leave, and keys', { timeout: 24
     ]);
     await waitFor(async () => (await serfHealth(s1, 'c1')) === 'passing', 20_000, 'c1 passing');
 
+    // A session on c1's node (tied to its serfHealth, Consul's default) holds a lock.
+    const session = JSON.parse(
+      (
+        await clients[0]!.http(
+          'PUT',
+          '/v1/session/create',
+          JSON.stringify({ Name: 'c1-lock', LockDelay: '0s' }),
+        )
+      ).text,
+    ) as { ID: string };
+    assert.equal((await s1.http('PUT', `/v1/kv/gossip/lock?acquire=${session.ID}`, 'c1')).text, 'true');
+
     // SIGKILL: failed everywhere, serfHealth critical.
     await clients[0]!.stop('SIGKILL');
     for (const via of [s1, s2, clients[1]!])
@@ -58,6 +70,14 @@ test('gossip: failure, suspicion and refutation, leave, and keys', { timeout: 24
       20_000,
       "c1's serfHealth critical",
     );
+    // ... which invalidates the session, releasing its lock.
+    await waitFor(
+      async () =>
+        (await s3.json<{ Session?: string }[]>('GET', '/v1/kv/gossip/lock'))[0]?.Session === undefined,
+      20_000,
+      "the failed node's lock to be released",
+    );
+    assert.equal((await s3.http('GET', `/v1/session/info/${session.ID}`)).text.trim(), '[]');
 
     // SIGSTOP: failed in time; on SIGCONT it refutes and is alive (and passing) again.
     clients[1]!.signal('SIGSTOP');

@@ -2,6 +2,7 @@ import type { Server } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { CONSUL_API_VERSION, registerGossipAgentRoutes } from '../../api/consul/agent.js';
 import { registerAgentServiceRoutes } from '../../api/consul/agent-services.js';
+import { fieldOf, objectBody } from '../../api/consul/decode.js';
 import { createConsulApp } from '../../api/consul/http.js';
 import { loadOrCreateNodeId } from '../../server/identity.js';
 import type { Logger } from '../../server/logger.js';
@@ -20,7 +21,7 @@ import type { GossipShell } from '../gossip/gossip-shell.js';
 import { AntiEntropy } from '../local/anti-entropy.js';
 import { loadDefinitions } from '../local/definitions-loader.js';
 import { LocalState } from '../local/local-state.js';
-import { registerHttpForwarding, startDnsForwarder, startTcpForwarder } from './forward.js';
+import { forwardRequest, registerHttpForwarding, startDnsForwarder, startTcpForwarder } from './forward.js';
 import { httpCatalogAccess } from './http-catalog-access.js';
 import { ServerPool } from './server-pool.js';
 
@@ -178,6 +179,14 @@ export class ClientAgent {
       Stats: { consul: { server: 'false', known_servers: String(this.pool.size) } },
       Meta: {},
     }));
+    // A session made through a client agent belongs to the client's node (Consul's agent fills
+    // in its own name), so it is tied to this node's serfHealth, not to a server's.
+    app.put('/v1/session/create', async (req, reply) => {
+      const body = objectBody(req);
+      if (fieldOf(body, 'Node') === undefined || fieldOf(body, 'Node') === '')
+        body.Node = this.config.nodeName;
+      return forwardRequest(this.pool, req, reply, Buffer.from(JSON.stringify(body)));
+    });
     app.get('/v1/agent/members', async () => (this.gossip?.members() ?? []).map(consulMember));
     const gossip = this.gossip;
     if (gossip) {

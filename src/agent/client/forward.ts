@@ -30,11 +30,11 @@ function forwardOnce(
   server: PooledServer,
   req: FastifyRequest,
   reply: FastifyReply,
+  body: Buffer | undefined,
 ): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
   const { host, port } = split(server.http);
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-  const body = req.body as Buffer | undefined;
   return new Promise((resolve, reject) => {
     const upstream = request({ host, port, method: req.method, path: req.url, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -56,8 +56,14 @@ function forwardOnce(
   });
 }
 
-export function registerHttpForwarding(app: FastifyInstance, pool: ServerPool): void {
-  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+/** Forwards one request to a server (another one once if the first cannot be reached). */
+export async function forwardRequest(
+  pool: ServerPool,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  body = req.body as Buffer | undefined,
+): Promise<FastifyReply> {
+  {
     let lastError: unknown = null;
     for (let attempt = 0; attempt < 2; attempt++) {
       let server: PooledServer;
@@ -68,7 +74,7 @@ export function registerHttpForwarding(app: FastifyInstance, pool: ServerPool): 
         throw err;
       }
       try {
-        const res = await forwardOnce(server, req, reply);
+        const res = await forwardOnce(server, req, reply, body);
         return reply.code(res.status).headers(res.headers).send(res.body);
       } catch (err) {
         lastError = err;
@@ -79,8 +85,11 @@ export function registerHttpForwarding(app: FastifyInstance, pool: ServerPool): 
       500,
       `rpc error: failed to reach a server: ${(lastError as Error)?.message ?? lastError}`,
     );
-  };
-  app.all('/*', handler);
+  }
+}
+
+export function registerHttpForwarding(app: FastifyInstance, pool: ServerPool): void {
+  app.all('/*', (req, reply) => forwardRequest(pool, req, reply));
 }
 
 /** DNS on a client: each query goes to a server's DNS port and the answer comes back as is. */
