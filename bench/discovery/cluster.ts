@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { conclaveCommand } from '../agent-command.js';
 import { freePort, type Processes } from '../etcd/clusters.js';
 
 /**
@@ -12,7 +13,6 @@ import { freePort, type Processes } from '../etcd/clusters.js';
  */
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CONCLAVE_BIN = join(ROOT, 'bin/conclave.mjs');
 const READY_TIMEOUT_MS = 30_000;
 const LEADER_TIMEOUT_MS = 60_000;
 const SERVER_COUNT = 3;
@@ -56,7 +56,7 @@ export async function startServers(procs: Processes, root: string): Promise<Serv
     mkdirSync(dataDir, { recursive: true });
     const retryJoin = serverPorts.flatMap((port, j) => (j === i ? [] : ['-retry-join', `127.0.0.1:${port}`]));
     const tracked = procs.spawn(name, process.execPath, [
-      CONCLAVE_BIN,
+      ...conclaveCommand(),
       'agent',
       '-server',
       '-node',
@@ -174,7 +174,7 @@ export async function startClients(
       const dataDir = join(root, name);
       mkdirSync(dataDir, { recursive: true });
       const tracked = procs.spawn(name, process.execPath, [
-        CONCLAVE_BIN,
+        ...conclaveCommand(),
         'agent',
         '-node',
         name,

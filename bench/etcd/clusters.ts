@@ -5,6 +5,7 @@ import { endianness } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { conclaveCommand } from '../agent-command.js';
 import { callDecoded, channel, RPC } from './protocol.js';
 
 /**
@@ -15,7 +16,6 @@ import { callDecoded, channel, RPC } from './protocol.js';
  */
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CONCLAVE_BIN = join(ROOT, 'bin/conclave.mjs');
 
 export interface Member {
   name: string;
@@ -243,7 +243,7 @@ export async function startConclave(
     mkdirSync(dataDir, { recursive: true });
     const t = procs.spawn(name, process.execPath, [
       ...nodeArgs,
-      CONCLAVE_BIN,
+      ...conclaveCommand(),
       'agent',
       '-server',
       '-node',

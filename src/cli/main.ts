@@ -391,7 +391,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 // Run when executed directly (`tsx src/cli/main.ts`); bin/conclave.mjs calls main() itself.
-if (/[\\/]src[\\/]cli[\\/]main\.ts$/.test(process.argv[1] ?? '')) {
+// Run directly: `tsx src/cli/main.ts ...`, or the compiled `node dist/src/cli/main.js ...` (npm run build).
+if (/[\\/]src[\\/]cli[\\/]main\.[jt]s$/.test(process.argv[1] ?? '')) {
   main(process.argv.slice(2)).then((code) => {
     if (code !== 0) process.exit(code);
   });
