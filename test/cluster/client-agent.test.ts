@@ -82,6 +82,20 @@ test('client agent: forwarding, anti-entropy, liveness, leave', { timeout: 180_0
     assert.equal(entry!.Node.Node, 'c1');
     assert.equal(entry!.Checks.find((x) => x.CheckID === 'serfHealth')?.Status, 'passing');
 
+    // An alias check on the client follows the aliased instance, read from a server.
+    const alias = await client.http(
+      'PUT',
+      '/v1/agent/service/register',
+      JSON.stringify({ Name: 'edge-proxy', Port: 9443, Check: { AliasService: 'edge' } }),
+    );
+    assert.equal(alias.status, 200, alias.text);
+    await waitFor(
+      async () =>
+        (await c.agents[1]!.json<HealthEntry[]>('GET', '/v1/health/service/edge-proxy?passing')).length === 1,
+      20_000,
+      'the alias check to pass',
+    );
+
     // DNS and etcd through the client.
     assert.deepEqual(await dnsA(client.dnsPort, 'edge.service.consul'), ['127.0.0.1']);
     const etcd = new Etcd3({ hosts: `127.0.0.1:${client.etcdPort}` });

@@ -19,8 +19,10 @@ import {
 } from '../gossip/agent-gossip.js';
 import type { GossipShell } from '../gossip/gossip-shell.js';
 import { AntiEntropy } from '../local/anti-entropy.js';
+import type { AliasSource } from '../local/check-runners.js';
 import { loadDefinitions } from '../local/definitions-loader.js';
 import { LocalState } from '../local/local-state.js';
+import { remoteAliasSource } from './alias-source.js';
 import { forwardRequest, registerHttpForwarding, startDnsForwarder, startTcpForwarder } from './forward.js';
 import { httpCatalogAccess } from './http-catalog-access.js';
 import { ServerPool } from './server-pool.js';
@@ -36,6 +38,7 @@ const MAX_POOL_SEEDS_FROM_GOSSIP = 16;
 export class ClientAgent {
   readonly local: LocalState;
   private readonly pool: ServerPool;
+  private aliasSource: AliasSource = () => null;
   private readonly nodeId: string;
   private http: FastifyInstance | null = null;
   private dns: { port: number; close(): Promise<void> } | null = null;
@@ -62,17 +65,18 @@ export class ClientAgent {
       dataDir: config.dataDir,
       enableScriptChecks: config.enableScriptChecks,
       enableLocalScriptChecks: config.enableLocalScriptChecks,
-      // A client holds no catalog: alias checks see nothing here yet (they would need a server read).
-      deps: { aliasSource: () => null },
+      // A client holds no catalog: alias checks read the aliased node from a server.
+      deps: { aliasSource: (node, serviceId) => this.aliasSource(node, serviceId) },
       log,
     });
-    loadDefinitions(this.local, config);
     this.pool = new ServerPool({
       nodeId: this.nodeId,
       seeds: config.retryJoin.map((a) => (/:\d+$/.test(a) ? a : `${a}:${config.ports.server}`)),
       self: { node: config.nodeName, id: this.nodeId, address: this.address },
       log,
     });
+    this.aliasSource = remoteAliasSource(this.pool);
+    loadDefinitions(this.local, config);
   }
 
   private get address(): string {
