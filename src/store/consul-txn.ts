@@ -217,49 +217,88 @@ function applyNodeOp(context: ConsulCatalogContext, op: ConsulNodeOp, opIndex: n
   }
 }
 
+/** What a Service or Check verb does to its record (Consul's txnService and txnCheck share a shape). */
+interface RecordVerbs<R extends { modifyIndex: number }> {
+  what: 'service' | 'check';
+  notFound: StoreErrorCode;
+  get(): R | undefined;
+  /** Writes the record and returns it as stored. */
+  set(): R;
+  remove(): void;
+}
+
+/**
+ * get, cas (index 0 only creates), set, delete-cas (the record must exist at that index, unlike
+ * KV's) and delete, for one service or check; the record for get and set, else undefined.
+ */
+function applyRecordVerb<R extends { modifyIndex: number }>(
+  context: ConsulCatalogContext,
+  verb: ConsulServiceOp['verb'],
+  index: number,
+  node: string,
+  id: string,
+  verbs: RecordVerbs<R>,
+  opIndex: number,
+): R | undefined {
+  const existing = verbs.get();
+  switch (verb) {
+    case 'get':
+      if (existing === undefined)
+        fail(verbs.notFound, `${verbs.what} "${id}" on node "${node}" doesn't exist`, opIndex);
+      return existing;
+    case 'cas':
+      if (!casMatches(existing, index))
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to set ${verbs.what} "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      return applyRecordVerb(context, 'set', index, node, id, verbs, opIndex);
+    case 'set':
+      context.touchNode(node);
+      return verbs.set();
+    case 'delete-cas':
+      if (existing === undefined || existing.modifyIndex !== index)
+        fail(
+          StoreErrorCode.CasFailed,
+          `failed to delete ${verbs.what} "${id}" on node "${node}", index is stale`,
+          opIndex,
+        );
+      return applyRecordVerb(context, 'delete', index, node, id, verbs, opIndex);
+    case 'delete':
+      context.touchNode(node);
+      verbs.remove();
+      return undefined;
+  }
+}
+
 function applyServiceOp(context: ConsulCatalogContext, op: ConsulServiceOp, opIndex: number): ConsulOpResult {
   const { catalog, effects } = context;
   const { node } = op;
   const id = op.service.id;
   invariant(id !== '', 'service op without an ID');
-  const existing = catalog.service(node, id);
-  switch (op.verb) {
-    case 'get':
-      if (existing === undefined) {
-        fail(StoreErrorCode.KeyNotFound, `service "${id}" on node "${node}" doesn't exist`, opIndex);
-      }
-      return { kvs: [], service: existing };
-    case 'cas':
-      if (!casMatches(existing, op.index ?? 0)) {
-        fail(
-          StoreErrorCode.CasFailed,
-          `failed to set service "${id}" on node "${node}", index is stale`,
-          opIndex,
-        );
-      }
-      return applyServiceOp(context, { ...op, verb: 'set' }, opIndex);
-    case 'set': {
-      context.touchNode(node);
-      catalog.setService(effects, node, op.service);
-      const service = catalog.service(node, id);
-      invariant(service !== undefined, 'service set left no service');
-      return { kvs: [], service };
-    }
-    case 'delete-cas':
-      if (existing === undefined || existing.modifyIndex !== (op.index ?? 0)) {
-        fail(
-          StoreErrorCode.CasFailed,
-          `failed to delete service "${id}" on node "${node}", index is stale`,
-          opIndex,
-        );
-      }
-      return applyServiceOp(context, { ...op, verb: 'delete' }, opIndex);
-    case 'delete':
-      context.touchNode(node);
+  const service = applyRecordVerb(
+    context,
+    op.verb,
+    op.index ?? 0,
+    node,
+    id,
+    {
+      what: 'service',
+      notFound: StoreErrorCode.KeyNotFound,
+      get: () => catalog.service(node, id),
+      set: () => {
+        catalog.setService(effects, node, op.service);
+        const stored = catalog.service(node, id);
+        invariant(stored !== undefined, 'service set left no service');
+        return stored;
+      },
       // The service's checks go with it (Consul deleteServiceTxn).
-      catalog.deregister(effects, node, id, undefined);
-      return { kvs: [] };
-  }
+      remove: () => catalog.deregister(effects, node, id, undefined),
+    },
+    opIndex,
+  );
+  return service === undefined ? { kvs: [] } : { kvs: [], service };
 }
 
 function applyCheckOp(context: ConsulCatalogContext, op: ConsulCheckOp, opIndex: number): ConsulOpResult {
@@ -267,44 +306,28 @@ function applyCheckOp(context: ConsulCatalogContext, op: ConsulCheckOp, opIndex:
   const { node } = op;
   const id = op.check.checkId;
   invariant(id !== '', 'check op without an ID');
-  const existing = catalog.check(node, id);
-  switch (op.verb) {
-    case 'get':
-      if (existing === undefined) {
-        fail(StoreErrorCode.CheckNotFound, `check "${id}" on node "${node}" doesn't exist`, opIndex);
-      }
-      return { kvs: [], check: existing };
-    case 'cas':
-      if (!casMatches(existing, op.index ?? 0)) {
-        fail(
-          StoreErrorCode.CasFailed,
-          `failed to set check "${id}" on node "${node}", index is stale`,
-          opIndex,
-        );
-      }
-      return applyCheckOp(context, { ...op, verb: 'set' }, opIndex);
-    case 'set': {
-      context.touchNode(node);
-      // A check turning critical invalidates the sessions tied to it, inside this txn.
-      catalog.setCheck(effects, node, op.check);
-      const check = catalog.check(node, id);
-      invariant(check !== undefined, 'check set left no check');
-      return { kvs: [], check };
-    }
-    case 'delete-cas':
-      if (existing === undefined || existing.modifyIndex !== (op.index ?? 0)) {
-        fail(
-          StoreErrorCode.CasFailed,
-          `failed to delete check "${id}" on node "${node}", index is stale`,
-          opIndex,
-        );
-      }
-      return applyCheckOp(context, { ...op, verb: 'delete' }, opIndex);
-    case 'delete':
-      context.touchNode(node);
-      catalog.deregister(effects, node, undefined, id);
-      return { kvs: [] };
-  }
+  const check = applyRecordVerb(
+    context,
+    op.verb,
+    op.index ?? 0,
+    node,
+    id,
+    {
+      what: 'check',
+      notFound: StoreErrorCode.CheckNotFound,
+      get: () => catalog.check(node, id),
+      set: () => {
+        // A check turning critical invalidates the sessions tied to it, inside this txn.
+        catalog.setCheck(effects, node, op.check);
+        const stored = catalog.check(node, id);
+        invariant(stored !== undefined, 'check set left no check');
+        return stored;
+      },
+      remove: () => catalog.deregister(effects, node, undefined, id),
+    },
+    opIndex,
+  );
+  return check === undefined ? { kvs: [] } : { kvs: [], check };
 }
 
 function applySessionOp(context: ConsulContext, op: ConsulSessionOp, opIndex: number): ConsulOpResult {

@@ -1,28 +1,19 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type DevAgent, startDevAgent } from '../interop/dev-agent.js';
 import { hasCommand, run, skipUnless } from '../interop/tools.js';
 
 // dig (BIND's dnsutils), unmodified, against a -dev agent whose catalog was written through
 // PUT /v1/catalog/register, as a Consul user would.
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const skip = skipUnless(hasCommand('dig', ['-v']), 'dig');
-let agent: ChildProcess | null = null;
+let agent: DevAgent | null = null;
 let configDir = '';
 let httpBase = '';
 let dnsPort = 0;
-
-interface Ready {
-  msg: string;
-  http_port: number;
-  dns_port: number;
-}
 
 async function register(body: unknown): Promise<void> {
   const response = await fetch(`${httpBase}/v1/catalog/register`, {
@@ -71,42 +62,8 @@ before(async () => {
     config,
     JSON.stringify({ dns_config: { enable_truncate: true, service_ttl: { '*': '5s' }, node_ttl: '7s' } }),
   );
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin/conclave.mjs'),
-      'agent',
-      '-dev',
-      '-http-port',
-      '0',
-      '-dns-port',
-      '0',
-      '-serf-lan-port',
-      '0',
-      '-etcd-port',
-      '0',
-      '-server-port',
-      '0',
-      '-config-file',
-      config,
-      '-log-json',
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  agent = child;
-  const ready = await new Promise<Ready>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('dev agent not ready')), 20_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const l = JSON.parse(line) as Ready;
-        if (l.msg === 'agent ready') {
-          clearTimeout(timer);
-          res(l);
-        }
-      } catch {}
-    });
-    child.once('exit', () => rej(new Error('dev agent exited')));
-  });
+  agent = await startDevAgent(['-config-file', config]);
+  const ready = { http_port: agent.httpPort, dns_port: agent.dnsPort };
   httpBase = `http://127.0.0.1:${ready.http_port}`;
   dnsPort = ready.dns_port;
   assert.ok(dnsPort > 0, 'the ready line names the DNS port');
@@ -125,7 +82,7 @@ before(async () => {
 });
 
 after(() => {
-  if (agent?.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, 'SIGKILL');
+  agent?.stop();
   if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
 
