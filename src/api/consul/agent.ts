@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { gossipTargets } from '../../agent/gossip/agent-gossip.js';
 import type { ForceLeaveResult, MemberState } from '../../gossip/index.js';
@@ -114,6 +115,8 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ConsulContext): v
           last_log_index: String(server.raftStatus().lastIndex),
           last_fsync_ms: server.lastPersistMs().toFixed(3),
         },
+        // Consul reports Go's runtime here; ours is Node's (strings, as Consul's stats are).
+        runtime: runtimeStats(),
       },
       Meta: {},
     };
@@ -180,4 +183,19 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ConsulContext): v
 function splitAddress(address: string): [string, number] {
   const i = address.lastIndexOf(':');
   return [address.slice(0, i), Number(address.slice(i + 1))];
+}
+
+function runtimeStats(): Record<string, string> {
+  const m = process.memoryUsage();
+  return {
+    arch: process.arch,
+    os: process.platform,
+    version: process.version,
+    cpu_count: String(availableParallelism()),
+    rss_bytes: String(m.rss),
+    heap_total_bytes: String(m.heapTotal),
+    heap_used_bytes: String(m.heapUsed),
+    external_bytes: String(m.external),
+    array_buffers_bytes: String(m.arrayBuffers),
+  };
 }
