@@ -403,9 +403,9 @@ export class PeerTransport {
     let peer: NodeId | null = null;
     let trusted = false;
     const handshakeTimer = setTimeout(() => socket.destroy(), this.opts.handshakeTimeoutMs);
-    const refuse = (reason: string) => {
+    const refuse = (reason: string, level: 'warn' | 'debug' = 'warn') => {
       this.stats.rejectedHandshakes++;
-      this.opts.log?.('warn', 'refused a peer connection', { reason, remote: socket.remoteAddress });
+      this.opts.log?.(level, 'refused a peer connection', { reason, remote: socket.remoteAddress });
       socket.end(encodeFrame({ t: 'reject', reason }, this.opts.maxFrameBytes));
     };
     socket.on('data', (chunk: Buffer) => {
@@ -422,7 +422,10 @@ export class PeerTransport {
         const f = raw as Frame;
         if (peer === null) {
           clearTimeout(handshakeTimer);
-          if (typeof f !== 'object' || f === null || f.t !== 'hello') return refuse('expected a hello frame');
+          // Not our protocol at all (most often a gossip join sent to this port because one
+          // -retry-join address serves both purposes): counted, logged at debug only.
+          if (typeof f !== 'object' || f === null || f.t !== 'hello')
+            return refuse('expected a hello frame', 'debug');
           if (f.v !== PROTOCOL_VERSION) return refuse(`protocol version ${f.v} is not ${PROTOCOL_VERSION}`);
           if (f.to !== '' && f.to !== this.opts.nodeId)
             return refuse(`this is node ${this.opts.nodeId}, not ${f.to}`);
