@@ -7,6 +7,7 @@ import { startEtcdApi } from '../api/etcd/etcd-api.js';
 import { loadOrCreateNodeId } from '../server/identity.js';
 import type { Logger } from '../server/logger.js';
 import { ConclaveServer } from '../server/server.js';
+import { splitHostPort } from '../transport/address.js';
 import type { AgentConfig } from './config.js';
 import {
   agentGossipControl,
@@ -15,10 +16,11 @@ import {
   keepJoined,
   memberMeta,
   memberView,
+  serverRpcAddresses,
   startAgentGossip,
 } from './gossip/agent-gossip.js';
 import type { GossipShell } from './gossip/gossip-shell.js';
-import { AntiEntropy } from './local/anti-entropy.js';
+import { type AntiEntropy, agentAntiEntropy } from './local/anti-entropy.js';
 import { serverCatalogAccess } from './local/catalog-access.js';
 import { loadDefinitions } from './local/definitions-loader.js';
 import { LocalState } from './local/local-state.js';
@@ -122,16 +124,7 @@ export class Agent {
       return m ? memberView(m) : undefined;
     };
     this.server.gossipMembers = () => gossip.members().map(memberView);
-    this.server.gossipServerAddresses = () =>
-      gossip
-        .members()
-        .filter(
-          (m) =>
-            m.meta.role === 'server' &&
-            m.meta.ports.server &&
-            (m.status === 'alive' || m.status === 'suspect'),
-        )
-        .map((m) => `${m.address.slice(0, m.address.lastIndexOf(':'))}:${m.meta.ports.server}`);
+    this.server.gossipServerAddresses = () => serverRpcAddresses(gossip);
     try {
       await this.server.start();
     } catch (err) {
@@ -182,7 +175,7 @@ export class Agent {
     );
     gossip.updateMeta(
       memberMeta(this.config, 'server', this.server.id, {
-        server: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
+        server: splitHostPort(this.server.serverAddress).port,
         http: this.httpPortOf(),
         dns: this.dns?.port ?? 0,
         etcd: this.etcd?.port ?? 0,
@@ -196,20 +189,17 @@ export class Agent {
     );
     this.local.loadPersisted();
     this.local.start();
-    const nodeAddress = this.config.advertiseAddr ?? this.config.bindAddr;
-    this.antiEntropy = new AntiEntropy(this.local, serverCatalogAccess(this.server), {
-      node: {
-        node: this.config.nodeName,
-        id: this.server.id,
-        address: nodeAddress,
+    this.antiEntropy = agentAntiEntropy(
+      this.local,
+      serverCatalogAccess(this.server),
+      {
+        nodeName: this.config.nodeName,
         datacenter: this.config.datacenter,
-        taggedAddresses: { lan: nodeAddress, lan_ipv4: nodeAddress, wan: nodeAddress, wan_ipv4: nodeAddress },
-        meta: {},
+        nodeId: this.server.id,
+        address: this.config.advertiseAddr ?? this.config.bindAddr,
       },
-      fullSyncMs: 60_000,
-      checkUpdateIntervalMs: 5 * 60_000,
-      log: this.log,
-    });
+      this.log,
+    );
     this.antiEntropy.start();
     if (this.config.dev) await this.awaitOwnCatalogEntry(3000);
     const address = this.http.server.address();
@@ -227,7 +217,7 @@ export class Agent {
       serf: gossip.address,
       serf_port: gossip.port,
       server: this.server.serverAddress,
-      server_port: Number(this.server.serverAddress.slice(this.server.serverAddress.lastIndexOf(':') + 1)),
+      server_port: splitHostPort(this.server.serverAddress).port,
     });
   }
 

@@ -8,6 +8,7 @@
  * do not fit (bounded work per packet). The queue holds at most one item per member name.
  */
 import { invariant } from './assert.js';
+import { MinHeap } from './min-heap.js';
 import { updateSize } from './size.js';
 import type { Update } from './types.js';
 
@@ -28,7 +29,7 @@ const MAX_MISFITS = 16;
 
 export class BroadcastQueue {
   private readonly items = new Map<string, Item>();
-  private heap: Item[] = [];
+  private readonly heap = new MinHeap<Item>(before);
   private nextId = 1;
 
   get length(): number {
@@ -39,10 +40,10 @@ export class BroadcastQueue {
   enqueue(update: Update): void {
     const item: Item = { update, sizeBytes: updateSize(update), transmits: 0, id: this.nextId++ };
     this.items.set(update.name, item);
-    this.push(item);
+    this.heap.push(item);
     // Replaced items stay in the heap until popped; rebuild when they dominate.
-    if (this.heap.length > 64 && this.heap.length > 3 * this.items.size) {
-      this.heap = [...this.items.values()].sort(before);
+    if (this.heap.size > 64 && this.heap.size > 3 * this.items.size) {
+      this.heap.reset([...this.items.values()]);
     }
   }
 
@@ -65,7 +66,7 @@ export class BroadcastQueue {
       let scanned = 0;
       scanned < MAX_SCANNED && misfits < MAX_MISFITS && budgetBytes - used >= MIN_UPDATE_BYTES;
     ) {
-      const item = this.pop();
+      const item = this.heap.pop();
       if (item === undefined) break;
       if (this.items.get(item.update.name) !== item) continue;
       scanned++;
@@ -81,7 +82,7 @@ export class BroadcastQueue {
       if (item.transmits >= limit) this.items.delete(item.update.name);
       else putBack.push(item);
     }
-    for (const item of putBack) this.push(item);
+    for (const item of putBack) this.heap.push(item);
     invariant(used <= budgetBytes, () => `took ${used} bytes of updates for a budget of ${budgetBytes}`);
     return used;
   }
@@ -89,39 +90,6 @@ export class BroadcastQueue {
   /** Drop a pending update (e.g. about a member being reaped). */
   remove(name: string): void {
     this.items.delete(name);
-  }
-
-  private push(item: Item): void {
-    const h = this.heap;
-    h.push(item);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (before(h[parent]!, h[i]!) <= 0) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
-      i = parent;
-    }
-  }
-
-  private pop(): Item | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last !== undefined) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!) < 0) m = l;
-        if (r < h.length && before(h[r]!, h[m]!) < 0) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

@@ -1,4 +1,5 @@
 import { type CompactionPolicy, DEFAULT_COMPACTION_POLICY } from '../store/index.js';
+import { splitHostPort } from '../transport/address.js';
 import type { Logger } from './logger.js';
 import type { ClientNode } from './peer-rpc.js';
 import type { RaftHost } from './raft-host.js';
@@ -167,7 +168,7 @@ export class LeaderDuties {
       const status = alive ? 'passing' : 'critical';
       // Consul's servers carry the "consul" service (port: server RPC), which tools look up
       // (consul.service.consul, Prometheus' Consul discovery).
-      const rpcPort = Number(info.address.slice(info.address.lastIndexOf(':') + 1));
+      const rpcPort = splitHostPort(info.address).port;
       const consul = catalog.nodeServices(info.name).find((x) => x.id === CONSUL_SERVICE_ID);
       if (node?.address === host && node.id === id && check?.status === status && consul?.port === rpcPort)
         continue;
@@ -232,7 +233,7 @@ export class LeaderDuties {
           this.once(`client:${member.name}`, { type: 'catalogDeregister', node: member.name });
         continue;
       }
-      const host = member.address.slice(0, member.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+      const { host } = splitHostPort(member.address);
       clients.set(member.name, {
         node: { node: member.name, id: member.id, address: catalog.nodes.get(member.name)?.address ?? host },
         alive: member.status === 'alive' || member.status === 'suspect',

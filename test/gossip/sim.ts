@@ -7,8 +7,8 @@
 import { defaultConfig, type GossipConfig } from '../../src/gossip/config.js';
 import { GossipNode } from '../../src/gossip/node.js';
 import type { Address, GossipMessage, MemberEvent, MemberMeta, MemberState } from '../../src/gossip/types.js';
+import { EventQueue } from '../sim/event-queue.js';
 import { Prng } from '../sim/prng.js';
-import { EventQueue } from './event-queue.js';
 
 export interface GossipSimOptions {
   seed: number;

@@ -13,6 +13,11 @@ export class EventQueue {
     return this.heap.length;
   }
 
+  /** When the next event is due, if any. */
+  peekTime(): number | undefined {
+    return this.heap[0]?.time;
+  }
+
   push(time: number, run: () => void): void {
     const ev: SimEvent = { time, seq: this.seq++, run };
     const h = this.heap;

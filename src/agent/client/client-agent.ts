@@ -18,7 +18,7 @@ import {
   startAgentGossip,
 } from '../gossip/agent-gossip.js';
 import type { GossipShell } from '../gossip/gossip-shell.js';
-import { AntiEntropy } from '../local/anti-entropy.js';
+import { type AntiEntropy, agentAntiEntropy } from '../local/anti-entropy.js';
 import type { AliasSource } from '../local/check-runners.js';
 import { loadDefinitions } from '../local/definitions-loader.js';
 import { LocalState } from '../local/local-state.js';
@@ -129,20 +129,17 @@ export class ClientAgent {
     this.stopJoining = keepJoined(gossip, () => this.pool.list(), 2000);
     this.local.loadPersisted();
     this.local.start();
-    const address = this.address;
-    this.antiEntropy = new AntiEntropy(this.local, httpCatalogAccess(this.pool), {
-      node: {
-        node: this.config.nodeName,
-        id: this.nodeId,
-        address,
+    this.antiEntropy = agentAntiEntropy(
+      this.local,
+      httpCatalogAccess(this.pool),
+      {
+        nodeName: this.config.nodeName,
         datacenter: this.config.datacenter,
-        taggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
-        meta: {},
+        nodeId: this.nodeId,
+        address: this.address,
       },
-      fullSyncMs: 60_000,
-      checkUpdateIntervalMs: 5 * 60_000,
-      log: this.log,
-    });
+      this.log,
+    );
     this.antiEntropy.start();
     const bound = app.server.address();
     this.httpPort = typeof bound === 'object' && bound ? bound.port : ports.http;

@@ -3,6 +3,7 @@ import { request } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HttpError } from '../../api/consul/errors.js';
+import { splitHostPort } from '../../transport/address.js';
 import { NoServersError, type PooledServer, type ServerPool } from './server-pool.js';
 
 /**
@@ -10,11 +11,6 @@ import { NoServersError, type PooledServer, type ServerPool } from './server-poo
  * forward RPCs: HTTP requests (blocking queries included, held as long as the server holds
  * them), DNS queries (UDP and TCP) and etcd gRPC connections (bytes, both ways).
  */
-
-function split(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
-}
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -32,7 +28,7 @@ function forwardOnce(
   reply: FastifyReply,
   body: Buffer | undefined,
 ): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
-  const { host, port } = split(server.http);
+  const { host, port } = splitHostPort(server.http);
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
   return new Promise((resolve, reject) => {
@@ -106,7 +102,7 @@ export async function startDnsForwarder(
     } catch {
       return; // no server: the client times out and retries, as with an unreachable resolver
     }
-    const target = split(server.dns);
+    const target = splitHostPort(server.dns);
     const upstream: UdpSocket = createSocket(target.host.includes(':') ? 'udp6' : 'udp4');
     const timer = setTimeout(() => {
       pool.markFailed(server);
@@ -155,7 +151,7 @@ export function startTcpForwarder(host: string, port: number, target: () => stri
       client.destroy();
       return;
     }
-    const { host: h, port: p } = split(address);
+    const { host: h, port: p } = splitHostPort(address);
     const upstream = connect({ host: h, port: p });
     sockets.add(client);
     sockets.add(upstream);

@@ -2,6 +2,7 @@ import type { AgentGossip } from '../../api/consul/agent.js';
 import type { MemberMeta, MemberState } from '../../gossip/index.js';
 import type { Logger } from '../../server/logger.js';
 import type { MemberView } from '../../server/server.js';
+import { joinHostPort, splitHostPort } from '../../transport/address.js';
 import type { AgentConfig } from '../config.js';
 import { GossipShell } from './gossip-shell.js';
 import { keyringFile, openKeyring } from './keyring.js';
@@ -84,7 +85,7 @@ const STATUS_CODE: Record<MemberState['status'], number> = { alive: 1, suspect: 
 
 /** One entry of Consul's /v1/agent/members. */
 export function consulMember(m: MemberState): Record<string, unknown> {
-  const i = m.address.lastIndexOf(':');
+  const { host, port } = splitHostPort(m.address);
   const tags: Record<string, string> = {
     role: m.meta.role === 'server' ? 'consul' : 'node',
     dc: m.meta.datacenter,
@@ -94,8 +95,8 @@ export function consulMember(m: MemberState): Record<string, unknown> {
   if (m.meta.ports.server) tags.port = String(m.meta.ports.server);
   return {
     Name: m.name,
-    Addr: m.address.slice(0, i).replace(/^\[|\]$/g, ''),
-    Port: Number(m.address.slice(i + 1)),
+    Addr: host,
+    Port: port,
     Tags: tags,
     Status: STATUS_CODE[m.status],
     ProtocolMin: 1,
@@ -149,10 +150,9 @@ export function memberAgents(
     .members()
     .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect'))
     .map((m) => {
-      const host = m.address.slice(0, m.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-      const bracketed = host.includes(':') ? `[${host}]` : host;
       const port = m.meta.ports.http;
-      return { name: m.name, role: m.meta.role, http: port ? `http://${bracketed}:${port}` : null };
+      const http = port ? `http://${joinHostPort(splitHostPort(m.address).host, port)}` : null;
+      return { name: m.name, role: m.meta.role, http };
     });
 }
 
@@ -164,7 +164,7 @@ export function serverRpcAddresses(shell: GossipShell): string[] {
       (m) =>
         m.meta.role === 'server' && m.meta.ports.server && (m.status === 'alive' || m.status === 'suspect'),
     )
-    .map((m) => `${m.address.slice(0, m.address.lastIndexOf(':'))}:${m.meta.ports.server}`);
+    .map((m) => joinHostPort(splitHostPort(m.address).host, m.meta.ports.server!));
 }
 
 /** The gossip pool as the join, force-leave and keyring endpoints use it. */

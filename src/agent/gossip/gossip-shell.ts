@@ -12,6 +12,7 @@ import {
   type Outgoing,
 } from '../../gossip/index.js';
 import type { Logger } from '../../server/logger.js';
+import { joinHostPort, splitHostPort } from '../../transport/address.js';
 import type { Keyring } from './keyring.js';
 
 /**
@@ -46,15 +47,6 @@ export interface GossipShellStats {
   packetsOut: number;
   /** Packets or frames that did not decrypt or decode. */
   dropped: number;
-}
-
-function hostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
-}
-
-function joinHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export class GossipShell {
@@ -262,7 +254,7 @@ export class GossipShell {
     const bytes = this.seal(out.message);
     this.stats.packetsOut++;
     if (out.transport === 'udp') {
-      const { host, port } = hostPort(out.to);
+      const { host, port } = splitHostPort(out.to);
       this.udp?.send(bytes, port, host);
       return;
     }
@@ -279,7 +271,7 @@ export class GossipShell {
 
   /** An outbound push-pull: one frame each way on a fresh connection. */
   private pushPull(to: string, bytes: Buffer): void {
-    const { host, port } = hostPort(to);
+    const { host, port } = splitHostPort(to);
     const socket = connect({ host, port });
     this.track(socket);
     readFrames(

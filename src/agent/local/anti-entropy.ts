@@ -276,3 +276,30 @@ function checkInput(l: LocalCheck): CheckInput {
     type: l.def.type,
   };
 }
+
+/**
+ * Anti-entropy as an agent runs it (server or client alike): this node as the config describes
+ * it, a full sync about every minute, output-only changes at most every 5 minutes (Consul's
+ * check_update_interval).
+ */
+export function agentAntiEntropy(
+  local: LocalState,
+  catalog: CatalogAccess,
+  agent: { nodeName: string; datacenter: string; nodeId: string; address: string },
+  log: Logger,
+): AntiEntropy {
+  const { address } = agent;
+  return new AntiEntropy(local, catalog, {
+    node: {
+      node: agent.nodeName,
+      id: agent.nodeId,
+      address,
+      datacenter: agent.datacenter,
+      taggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
+      meta: {},
+    },
+    fullSyncMs: 60_000,
+    checkUpdateIntervalMs: 5 * 60_000,
+    log,
+  });
+}

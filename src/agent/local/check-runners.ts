@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { HealthStatus } from '../../store/index.js';
+import { splitHostPort } from '../../transport/address.js';
 import type { CheckDefinition } from './definitions.js';
 
 /**
@@ -121,11 +122,6 @@ function httpProbe(def: CheckDefinition): Probe {
       req.on('error', failed);
       req.end(spec.body);
     });
-}
-
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
 function tcpProbe(def: CheckDefinition): Probe {
