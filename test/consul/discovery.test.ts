@@ -7,12 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import { Agent } from '../../src/agent/agent.js';
 import { type AgentFlags, buildConfig } from '../../src/agent/config.js';
 import { silentLogger } from '../../src/server/logger.js';
+import { EPHEMERAL_PORTS } from './in-process-agent.js';
 
 // Service discovery through a dev agent over plain HTTP: the catalog and health endpoints,
 // the agent's own services and checks, anti-entropy into the catalog, maintenance mode, and
 // persistence of API registrations across a restart.
 
-const PORTS: AgentFlags = { httpPort: '0', serverPort: '0', etcdPort: '0', dnsPort: '0', serfLanPort: '0' };
+const PORTS = EPHEMERAL_PORTS;
 
 async function startAgent(flags: AgentFlags): Promise<{ agent: Agent; call: Call }> {
   const agent = new Agent(buildConfig({ ...PORTS, ...flags }), silentLogger);

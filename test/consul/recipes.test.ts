@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Agent } from '../../src/agent/agent.js';
-import { buildConfig } from '../../src/agent/config.js';
-import { silentLogger } from '../../src/server/logger.js';
+import type { Agent } from '../../src/agent/agent.js';
+import { startInProcessAgent } from './in-process-agent.js';
 
 // Consul's documented lock recipes, run over plain HTTP against a dev agent: leader election
 // (a session acquires a key) and the semaphore (contender keys held by sessions, plus a .lock
@@ -12,20 +11,7 @@ let agent: Agent;
 let base = '';
 
 before(async () => {
-  agent = new Agent(
-    buildConfig({
-      dev: true,
-      httpPort: '0',
-      serverPort: '0',
-      etcdPort: '0',
-      dnsPort: '0',
-      serfLanPort: '0',
-      node: 'recipes',
-    }),
-    silentLogger,
-  );
-  await agent.start();
-  base = `http://127.0.0.1:${agent.httpPort}`;
+  ({ agent, base } = await startInProcessAgent({ node: 'recipes' }));
 });
 
 after(async () => {

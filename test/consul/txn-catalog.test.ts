@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Consul from 'consul';
-import { Agent } from '../../src/agent/agent.js';
-import { buildConfig } from '../../src/agent/config.js';
-import { silentLogger } from '../../src/server/logger.js';
+import type { Agent } from '../../src/agent/agent.js';
+import { startInProcessAgent } from './in-process-agent.js';
 
 // Consul's /v1/txn with Node, Service, Check and Session operations beside KV ones, over plain
 // HTTP against a dev agent (api-docs/txn), and through the consul npm client.
@@ -12,20 +11,7 @@ let agent: Agent;
 let base = '';
 
 before(async () => {
-  agent = new Agent(
-    buildConfig({
-      dev: true,
-      httpPort: '0',
-      serverPort: '0',
-      etcdPort: '0',
-      dnsPort: '0',
-      serfLanPort: '0',
-      node: 'txn',
-    }),
-    silentLogger,
-  );
-  await agent.start();
-  base = `http://127.0.0.1:${agent.httpPort}`;
+  ({ agent, base } = await startInProcessAgent({ node: 'txn' }));
 });
 
 after(async () => {
