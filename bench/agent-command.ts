@@ -21,3 +21,33 @@ export function conclaveCommand(): string[] {
   }
   return [join(ROOT, 'dist/src/cli/main.js')];
 }
+
+/**
+ * Arguments for process.execPath that start one loopback agent named `name`, every client port
+ * picked free, JSON logs (its 'agent ready' line gives the ports); `extra` adds -server,
+ * -server-port, joins and the like.
+ */
+export function loopbackAgentArgs(name: string, dataDir: string, extra: string[]): string[] {
+  return [
+    ...conclaveCommand(),
+    'agent',
+    '-node',
+    name,
+    '-data-dir',
+    dataDir,
+    '-bind',
+    '127.0.0.1',
+    '-client',
+    '127.0.0.1',
+    '-http-port',
+    '0',
+    '-dns-port',
+    '0',
+    '-serf-lan-port',
+    '0',
+    '-etcd-port',
+    '0',
+    ...extra,
+    '-log-json',
+  ];
+}

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { conclaveCommand } from '../agent-command.js';
+import { loopbackAgentArgs } from '../agent-command.js';
 import { freePort, type Processes } from '../etcd/clusters.js';
 
 /**
@@ -55,33 +55,18 @@ export async function startServers(procs: Processes, root: string): Promise<Serv
     const dataDir = join(root, name);
     mkdirSync(dataDir, { recursive: true });
     const retryJoin = serverPorts.flatMap((port, j) => (j === i ? [] : ['-retry-join', `127.0.0.1:${port}`]));
-    const tracked = procs.spawn(name, process.execPath, [
-      ...conclaveCommand(),
-      'agent',
-      '-server',
-      '-node',
+    const tracked = procs.spawn(
       name,
-      '-data-dir',
-      dataDir,
-      '-bind',
-      '127.0.0.1',
-      '-client',
-      '127.0.0.1',
-      '-http-port',
-      '0',
-      '-dns-port',
-      '0',
-      '-serf-lan-port',
-      '0',
-      '-etcd-port',
-      '0',
-      '-server-port',
-      String(serverPorts[i]),
-      '-bootstrap-expect',
-      String(SERVER_COUNT),
-      ...retryJoin,
-      '-log-json',
-    ]);
+      process.execPath,
+      loopbackAgentArgs(name, dataDir, [
+        '-server',
+        '-server-port',
+        String(serverPorts[i]),
+        '-bootstrap-expect',
+        String(SERVER_COUNT),
+        ...retryJoin,
+      ]),
+    );
     reportUnexpectedExit(tracked);
     const ready = new Promise<Server>((res, rej) => {
       createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
@@ -173,28 +158,7 @@ export async function startClients(
       const name = `c${String(first + k + 1).padStart(3, '0')}`;
       const dataDir = join(root, name);
       mkdirSync(dataDir, { recursive: true });
-      const tracked = procs.spawn(name, process.execPath, [
-        ...conclaveCommand(),
-        'agent',
-        '-node',
-        name,
-        '-data-dir',
-        dataDir,
-        '-bind',
-        '127.0.0.1',
-        '-client',
-        '127.0.0.1',
-        '-http-port',
-        '0',
-        '-dns-port',
-        '0',
-        '-serf-lan-port',
-        '0',
-        '-etcd-port',
-        '0',
-        ...joins,
-        '-log-json',
-      ]);
+      const tracked = procs.spawn(name, process.execPath, loopbackAgentArgs(name, dataDir, joins));
       reportUnexpectedExit(tracked);
       return new Promise<Server>((res, rej) => {
         const timer = setTimeout(

@@ -5,7 +5,7 @@ import { endianness } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { conclaveCommand } from '../agent-command.js';
+import { loopbackAgentArgs } from '../agent-command.js';
 import { callDecoded, channel, RPC } from './protocol.js';
 
 /**
@@ -243,30 +243,7 @@ export async function startConclave(
     mkdirSync(dataDir, { recursive: true });
     const t = procs.spawn(name, process.execPath, [
       ...nodeArgs,
-      ...conclaveCommand(),
-      'agent',
-      '-server',
-      '-node',
-      name,
-      '-data-dir',
-      dataDir,
-      '-bind',
-      '127.0.0.1',
-      '-client',
-      '127.0.0.1',
-      '-http-port',
-      '0',
-      '-server-port',
-      '0',
-      '-etcd-port',
-      '0',
-      '-dns-port',
-      '0',
-      '-serf-lan-port',
-      '0',
-      '-bootstrap-expect',
-      '3',
-      '-log-json',
+      ...loopbackAgentArgs(name, dataDir, ['-server', '-server-port', '0', '-bootstrap-expect', '3']),
     ]);
     const ready = new Promise<Required<ReadyLine>>((res, rej) => {
       createInterface({ input: t.child.stdout! }).on('line', (text) => {
