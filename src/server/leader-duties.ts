@@ -266,12 +266,13 @@ export class LeaderDuties {
       });
     }
     if (now - this.leaderSince < CLIENT_SILENT_CRITICAL_MS) return;
-    for (const check of catalog.checksInState('passing')) {
-      if (check.checkId !== SERF_HEALTH.checkId || servers.has(check.node) || clients.has(check.node))
-        continue;
-      this.once(`client:${check.node}`, {
+    // One serfHealth per node: look it up by node rather than listing every check each second.
+    for (const node of catalog.nodes.keys()) {
+      if (servers.has(node) || clients.has(node)) continue;
+      if (catalog.check(node, SERF_HEALTH.checkId)?.status !== 'passing') continue;
+      this.once(`client:${node}`, {
         type: 'checkUpdate',
-        node: check.node,
+        node,
         checkId: SERF_HEALTH.checkId,
         status: 'critical',
         output: SERF_HEALTH.critical,
