@@ -31,7 +31,7 @@ test('gossip: failure, suspicion and refutation, leave, and keys', { timeout: 24
     await Promise.all(clients.map((x) => x.start()));
     const [s1, s2, s3] = c.agents as [AgentProcess, AgentProcess, AgentProcess];
     // Everyone sees everyone alive; roles as Consul tags them.
-    for (const via of [s1, s3, clients[1]!]) {
+    for (const via of [s1, s2, s3, clients[0]!, clients[1]!]) {
       await waitFor(
         async () =>
           (await via.json<Member[]>('GET', '/v1/agent/members')).filter((m) => m.Status === 1).length === 5,
