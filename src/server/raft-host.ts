@@ -17,9 +17,10 @@ export interface StateMachine {
   apply(entry: Entry): unknown;
   snapshot(): Uint8Array;
   /**
-   * The snapshot as a lazy stream of chunks. The host pulls it a few milliseconds at a time
-   * between event-loop turns and applies nothing meanwhile, so a large state never blocks the
-   * loop (heartbeats keep flowing); the state must not change while the stream is open.
+   * The snapshot as a lazy stream of chunks, of the state when the first chunk is pulled. The
+   * host pulls it a few milliseconds at a time between event-loop turns and goes on applying
+   * meanwhile, so a large state blocks neither the loop nor writes: the machine must keep the
+   * stream's view as it was (copy-on-write), and the host returns the stream early on stop.
    */
   snapshotChunks?(): Iterable<Uint8Array>;
   restore(data: Uint8Array): void;
@@ -115,7 +116,7 @@ export class RaftHost {
   private lastSnapshotIndex = 0;
   private leader: NodeId = '';
   private snapshotting = false;
-  /** A snapshot is being captured chunk by chunk: committed entries wait in applyQueue. */
+  /** A snapshot is being captured chunk by chunk (applies go on meanwhile). */
   private capturing = false;
   private applyQueue: Entry[] = [];
   /** Fsync latency of the last persisted Ready, for status and metrics. */
@@ -386,9 +387,8 @@ export class RaftHost {
     this.drainApplyQueue();
   }
 
-  /** Apply what has committed, unless a snapshot capture holds the state still. */
+  /** Apply what has committed. */
   private drainApplyQueue(): void {
-    if (this.capturing) return;
     const sm = this.opts.stateMachine;
     const entries = this.applyQueue;
     this.applyQueue = [];
@@ -433,13 +433,14 @@ export class RaftHost {
     const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
     this.capturing = true;
     // Pull the stream in slices of a few milliseconds; between slices the Ready loop runs
-    // (messages, persistence) but nothing is applied, so the state stays as of `index`.
+    // (messages, persistence, applies) while the stream keeps its view as of `index`.
     const slice = () => {
       try {
         const began = performance.now();
         for (;;) {
           if (this.stopped) {
             this.capturing = false;
+            stream.return?.();
             return;
           }
           const next = stream.next();
@@ -452,7 +453,6 @@ export class RaftHost {
         }
         this.capturing = false;
         this.persistSnapshot(raft, index, Buffer.concat(chunks));
-        this.drainApplyQueue();
         this.schedule();
       } catch (err) {
         this.capturing = false;

@@ -116,6 +116,48 @@ function versionAt(history: History, revision: number): Version | undefined {
 /** Visitor: return false to stop. */
 export type VersionVisitor = (version: Version) => boolean;
 
+/**
+ * A frozen view of every key's history, for a snapshot that is read while applies go on.
+ *
+ * The key set is an O(1) copy-on-write clone of the key tree. Versions are immutable and new
+ * ones only ever get a higher revision, so a reader that skips versions above its revision sees
+ * the old history in the live map. Only compaction rewrites history (drops old versions, or a
+ * whole key): before it does, the capture keeps the history as it was, unless the reader has
+ * already passed that key.
+ */
+export class HistoryCapture {
+  /** Histories compaction replaced before the reader reached them. */
+  private readonly saved = new Map<ByteString, History>();
+  /** The last key handed out; keys at or before it need no saving. */
+  private cursor: ByteString | null = null;
+
+  constructor(
+    private readonly mvcc: Mvcc,
+    private readonly frozenKeys: BTreeOf<ByteString, undefined>,
+  ) {}
+
+  /** Every key that existed when the capture began, in order, with its history as it was then. */
+  *histories(): Generator<[ByteString, History], void, undefined> {
+    for (const key of this.frozenKeys.keys()) {
+      this.cursor = key;
+      const history = this.saved.get(key) ?? this.mvcc.histories.get(key);
+      invariant(history !== undefined, () => `captured key ${key} lost its history`);
+      this.saved.delete(key);
+      yield [key, history];
+    }
+  }
+
+  /** @internal Called by Mvcc before it replaces or removes the history of `key`. */
+  beforeRewrite(key: ByteString, history: History): void {
+    if (this.cursor !== null && key <= this.cursor) return;
+    if (!this.saved.has(key)) this.saved.set(key, history);
+  }
+
+  end(): void {
+    this.mvcc.endCapture(this);
+  }
+}
+
 export class Mvcc {
   readonly histories = new Map<ByteString, History>();
   readonly keys: BTreeOf<ByteString, undefined> = newTree<undefined>();
@@ -128,6 +170,20 @@ export class Mvcc {
   liveKeys = 0;
   /** Bytes charged to all retained versions (the quota counts these). */
   storedBytes = 0;
+  /** Snapshot captures in progress (usually none, at most one). */
+  private readonly captures = new Set<HistoryCapture>();
+
+  /** Start a capture of every key's history as of now; call `end()` when done with it. */
+  beginCapture(): HistoryCapture {
+    const capture = new HistoryCapture(this, this.keys.clone());
+    this.captures.add(capture);
+    return capture;
+  }
+
+  /** @internal */
+  endCapture(capture: HistoryCapture): void {
+    this.captures.delete(capture);
+  }
 
   /** Latest version of a key, live or tombstone. */
   latest(key: ByteString): Version | undefined {
@@ -291,6 +347,7 @@ export class Mvcc {
     const pivot = versions[keepFrom]!;
     if (!pivot.live && pivot.modRevision < revision) keepFrom++;
     if (keepFrom === 0) return;
+    for (const capture of this.captures) capture.beforeRewrite(key, history);
     for (let i = 0; i < keepFrom; i++) {
       const dropped = versions[i]!;
       this.storedBytes -= versionCost(dropped);

@@ -8,15 +8,17 @@
  * CRC doubles as the cross-member consistency hash, etcd #13766).
  *
  * Streaming: `snapshotChunks` yields bounded frames so the bytes can be written out as they
- * are produced; the store must not apply commands until the generator is drained (checked).
+ * are produced. The snapshot is of the state when the first chunk is pulled; applies may go on
+ * while the rest is pulled (the small tables are copied at once, the KV histories are read
+ * through a copy-on-write `HistoryCapture`), and the bytes are the same as if they had not.
  */
 import { Packr } from 'msgpackr';
 import { fromByteString, toByteString } from './bytes.js';
 import type { CatalogCheck, CatalogNode, CatalogService } from './catalog.js';
 import { crc32 } from './crc32.js';
-import { invariant, StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
+import { StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
 import { Lease } from './leases.js';
-import { Version } from './mvcc.js';
+import { type HistoryCapture, Version } from './mvcc.js';
 import { Store, type StoreOptions } from './store.js';
 import type { LeaseBehavior } from './types.js';
 
@@ -70,8 +72,11 @@ function frame(section: string, data: unknown): Uint8Array {
   return out;
 }
 
-/** Stream the store's state as of now in chunks. */
-export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undefined> {
+/** Stream the store's state as of the first pull, in chunks; the store may change meanwhile. */
+export function* snapshotChunks(
+  store: Store,
+  options: { keysPerFrame?: number } = {},
+): Generator<Uint8Array, void, undefined> {
   const internals = store.internals();
   const { counters } = internals;
   const revision = counters.revision;
@@ -107,9 +112,13 @@ export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undef
   const lockDelays = internals.lockDelays
     .entries(counters.timeMs)
     .map(([key, until]): [Uint8Array, number] => [fromByteString(key), until]);
-  const catalog = internals.catalog.dump();
-  const mvcc = internals.mvcc;
-  const appliedIndex = counters.appliedIndex;
+  // The small tables are encoded now, so later applies cannot reach into them.
+  const tables = [
+    frame('leases', leases),
+    frame('lockDelays', lockDelays),
+    frame('catalog', internals.catalog.dump()),
+  ];
+  const capture = internals.mvcc.beginCapture();
 
   let crc = crc32(MAGIC);
   let frames = 0;
@@ -118,13 +127,29 @@ export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undef
     frames++;
     return bytes;
   };
-  yield MAGIC;
-  yield emit(frame('meta', meta));
+  try {
+    yield MAGIC;
+    yield emit(frame('meta', meta));
+    yield* kvFrames(capture, revision, options.keysPerFrame ?? KEYS_PER_FRAME, emit);
+  } finally {
+    capture.end();
+  }
+  for (const table of tables) yield emit(table);
+  yield emit(frame('end', { frames: frames + 1 }));
+  const trailer = Buffer.allocUnsafe(4);
+  trailer.writeUInt32BE(crc, 0);
+  yield trailer;
+}
+
+/** The 'kv' frames: every key's versions up to `revision`, `keysPerFrame` keys a frame. */
+function* kvFrames(
+  capture: HistoryCapture,
+  revision: number,
+  keysPerFrame: number,
+  emit: (bytes: Uint8Array) => Uint8Array,
+): Generator<Uint8Array, void, undefined> {
   let batch: [string, VersionTuple[]][] = [];
-  for (const key of mvcc.keys.keys()) {
-    // Histories are read as we go: the state must not change under the stream.
-    invariant(store.appliedIndex === appliedIndex, 'store changed while a snapshot was being streamed');
-    const history = mvcc.histories.get(key)!;
+  for (const [key, history] of capture.histories()) {
     const versions = history instanceof Version ? [history] : history;
     const tuples: VersionTuple[] = [];
     for (const version of versions) {
@@ -142,19 +167,12 @@ export function* snapshotChunks(store: Store): Generator<Uint8Array, void, undef
     }
     if (tuples.length === 0) continue;
     batch.push([key, tuples]);
-    if (batch.length >= KEYS_PER_FRAME) {
+    if (batch.length >= keysPerFrame) {
       yield emit(frame('kv', batch));
       batch = [];
     }
   }
   if (batch.length > 0) yield emit(frame('kv', batch));
-  yield emit(frame('leases', leases));
-  yield emit(frame('lockDelays', lockDelays));
-  yield emit(frame('catalog', catalog));
-  yield emit(frame('end', { frames: frames + 1 }));
-  const trailer = Buffer.allocUnsafe(4);
-  trailer.writeUInt32BE(crc, 0);
-  yield trailer;
 }
 
 /** The whole snapshot as one buffer. */
