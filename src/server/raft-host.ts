@@ -163,6 +163,15 @@ export class RaftHost {
     };
     this.random = random;
     this.raft = this.makeNode({ hardState, snapshot, entries });
+    // A sole voter has no one to hear from: let its election timeout pass now rather than sit
+    // out 10-20 ticks, so -dev and single-server clusters are ready sooner. It is only time
+    // passing faster; no other voter exists whose leader it could disrupt.
+    const { config } = this.raft.status();
+    if (config.voters.length === 1 && config.voters[0] === this.opts.id) {
+      for (let i = 0; i < 2 * this.opts.electionTicks && this.raft.status().role !== 'leader'; i++) {
+        this.raft.tick();
+      }
+    }
     this.ticker = setInterval(() => {
       this.raft?.tick();
       this.schedule();
@@ -322,7 +331,12 @@ export class RaftHost {
         }
       }
       for (const m of rd.messagesNow) this.opts.send(m);
-      if (rd.entries.length > 0) this.opts.onAppend?.(rd.entries);
+      if (rd.entries.length > 0) {
+        this.opts.onAppend?.(rd.entries);
+        // A leader only appends to its own log; a follower's entries may replace its old ones.
+        if (this.proposals.size > 0 && this.leader !== this.opts.id)
+          this.failOverwrittenProposals(rd.entries);
+      }
       if (rd.entries.length > 0 || rd.hardState || rd.snapshot) {
         const began = performance.now();
         const update: Parameters<RaftLogStorage['save']>[0] = { entries: rd.entries };
@@ -347,12 +361,32 @@ export class RaftHost {
     this.schedule();
   }
 
+  /**
+   * Entries from another leader were appended from `entries[0].index` on, replacing whatever
+   * our log held there. A proposal of ours at such an index can never commit: the entry now at
+   * its index has another term, or (past the new entries) every later entry will have at least
+   * the new term, by the log's nondecreasing terms. Its caller learns it now, rather than at the
+   * request timeout with an ambiguous error.
+   */
+  private failOverwrittenProposals(entries: readonly Entry[]): void {
+    const first = entries[0]!;
+    const last = entries[entries.length - 1]!;
+    for (const [index, p] of this.proposals) {
+      if (index < first.index) continue;
+      const dead = index <= last.index ? p.term !== entries[index - first.index]!.term : p.term < last.term;
+      if (!dead) continue;
+      this.proposals.delete(index);
+      clearTimeout(p.timer);
+      p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
+    }
+  }
+
   private applyReady(rd: Ready): void {
     const sm = this.opts.stateMachine;
     if (rd.snapshot) {
       sm.restore(rd.snapshot.data);
       const index = rd.snapshot.meta.index;
-      // Entries a capture held back are covered by the snapshot (or later ones follow it).
+      // Entries queued before the snapshot are covered by it (or later ones follow it).
       this.applyQueue = this.applyQueue.filter((e) => e.index > index);
       this.applied = index;
       this.lastSnapshotIndex = index;

@@ -247,3 +247,59 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
     await host.stop();
   }
 });
+
+test('proposals of a leader cut off are failed as overwritten once the new leader replaces its log, even on an idle cluster', async () => {
+  // In-memory links, so the old leader can be cut off and healed.
+  const ids = ['a', 'b', 'c'];
+  const hosts = new Map<string, RaftHost>();
+  const cut = new Set<string>();
+  for (const id of ids) {
+    hosts.set(
+      id,
+      new RaftHost({
+        id,
+        storage: new MemoryStorage(),
+        stateMachine: new ListMachine(),
+        send: (m) => {
+          if (cut.has(m.from) || cut.has(m.to)) return;
+          setImmediate(() => hosts.get(m.to)?.step(m));
+        },
+        bootstrap: { voters: ids },
+        tickMs: 10,
+        // Long enough that a timeout can never be what fails the proposals below.
+        requestTimeoutMs: 60_000,
+      }),
+    );
+  }
+  const all = [...hosts.values()];
+  for (const host of all) await host.start();
+  try {
+    const leaderOf = async (among: RaftHost[]) => {
+      const end = Date.now() + 10_000;
+      for (;;) {
+        const leader = among.find((h) => h.status().role === 'leader');
+        if (leader) return leader;
+        assert.ok(Date.now() < end, 'no leader elected');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const old = await leaderOf(all);
+    await old.propose(encoder.encode('before'));
+    const oldId = old.status().id;
+    cut.add(oldId);
+    const stranded = Array.from({ length: 5 }, (_, i) =>
+      old.propose(encoder.encode(`stranded${i}`)).then(
+        () => 'committed',
+        (err: unknown) => (err instanceof RetryableError ? err.code : String(err)),
+      ),
+    );
+    const others = all.filter((h) => h !== old);
+    const fresh = await leaderOf(others);
+    await fresh.readBarrier();
+    // Nothing more is written: the new leader's log ends before most stranded indexes.
+    cut.delete(oldId);
+    assert.deepEqual(await Promise.all(stranded), Array(5).fill('overwritten'));
+  } finally {
+    for (const host of all) await host.stop();
+  }
+});
