@@ -6,6 +6,7 @@
 import { Packr } from 'msgpackr';
 import type { Command } from './commands.js';
 import { StoreError, StoreErrorCode } from './errors.js';
+import { isConsulFlags } from './types.js';
 
 const FORMAT_VERSION = 1;
 // skipValues (drop undefined fields) is supported by msgpackr 1.10+ but missing from its typings.
@@ -159,7 +160,8 @@ const consulKvOp: Rule = (v) => {
   if (typeof v !== 'object' || v === null) return false;
   const verb = (v as { verb?: unknown }).verb;
   const keyOnly = { key: isBytes };
-  const withValue = { key: isBytes, value: isBytes, flags: optional(isInt) };
+  // Flags are a safe integer or, above 2^53, a bigint (msgpack uint64).
+  const withValue = { key: isBytes, value: isBytes, flags: optional(isConsulFlags) };
   switch (verb) {
     case 'set':
       return shape(withValue)(v);

@@ -13,7 +13,7 @@ import type {
   ServiceInput,
 } from './catalog.js';
 import type { StoreError } from './errors.js';
-import type { HealthStatus, KeyValue, LeaseBehavior, SortOrder, SortTarget } from './types.js';
+import type { ConsulFlags, HealthStatus, KeyValue, LeaseBehavior, SortOrder, SortTarget } from './types.js';
 
 // ---- etcd KV requests (also the ops inside a txn) ----
 
@@ -78,10 +78,10 @@ export type RequestOp = RangeOp | PutOp | DeleteRangeOp | TxnOp;
 // ---- Consul /v1/txn KV verbs (and the single-key KV endpoint, built as a one-op txn) ----
 
 export type ConsulKvOp =
-  | { verb: 'set'; key: Uint8Array; value: Uint8Array; flags?: number }
-  | { verb: 'cas'; key: Uint8Array; value: Uint8Array; flags?: number; index: number }
-  | { verb: 'lock'; key: Uint8Array; value: Uint8Array; flags?: number; session: number }
-  | { verb: 'unlock'; key: Uint8Array; value: Uint8Array; flags?: number; session: number }
+  | { verb: 'set'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags }
+  | { verb: 'cas'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags; index: number }
+  | { verb: 'lock'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags; session: number }
+  | { verb: 'unlock'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags; session: number }
   | { verb: 'get'; key: Uint8Array }
   | { verb: 'get-tree'; key: Uint8Array }
   | { verb: 'check-index'; key: Uint8Array; index: number }

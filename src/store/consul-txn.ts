@@ -33,6 +33,7 @@ import type { Lease, LeaseTable } from './leases.js';
 import type { StoreLimits } from './limits.js';
 import type { LockDelays } from './locks.js';
 import type { Version } from './mvcc.js';
+import type { ConsulFlags } from './types.js';
 import type { WriteTxn } from './write-txn.js';
 
 /** What the catalog and session verbs need from the store. */
@@ -143,7 +144,7 @@ function writeIfChanged(
   key: ByteString,
   existing: Version | undefined,
   value: ByteString,
-  flags: number,
+  flags: ConsulFlags,
   lockIndex: number,
   session: number,
 ): Version {
@@ -367,7 +368,7 @@ function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): Con
   const key = toByteString(op.key);
   const existing = op.verb === 'get-tree' || op.verb === 'delete-tree' ? undefined : txn.get(key);
   const shown = (version: Version) => ({ kvs: [toKeyValue(version)] });
-  const write = (value: Uint8Array, flags: number | undefined, lockIndex: number, session: number) =>
+  const write = (value: Uint8Array, flags: ConsulFlags | undefined, lockIndex: number, session: number) =>
     writeIfChanged(txn, key, existing, toByteString(value), flags ?? 0, lockIndex, session);
   switch (op.verb) {
     case 'set': {

@@ -19,4 +19,5 @@ export { DEFAULT_LIMITS, type StoreLimits } from './limits.js';
 export { restore, snapshot, snapshotChunks, stateHash } from './snapshot.js';
 export { Store, type StoreOptions, type StoreStatus } from './store.js';
 export type * from './types.js';
+export { consulFlags, isConsulFlags, MAX_CONSUL_FLAGS } from './types.js';
 export type { WatchBatch, Watcher, WatchOptions } from './watch.js';

@@ -14,6 +14,7 @@
 import BTreeModule from 'sorted-btree';
 import type { ByteString } from './bytes.js';
 import { invariant } from './errors.js';
+import type { ConsulFlags } from './types.js';
 
 // sorted-btree ships CommonJS with `exports.default`: under Node's ESM the class sits on
 // `.default`; a CommonJS-interop loader may hand us the class itself.
@@ -46,7 +47,7 @@ export class Version {
   /** 0 marks a tombstone. */
   readonly version: number;
   readonly lease: number;
-  readonly flags: number;
+  readonly flags: ConsulFlags;
   readonly lockIndex: number;
   readonly session: number;
 
@@ -57,7 +58,7 @@ export class Version {
     modRevision: number,
     version: number,
     lease: number,
-    flags: number,
+    flags: ConsulFlags,
     lockIndex: number,
     session: number,
   ) {

@@ -1,5 +1,27 @@
 /** Public data shapes the store returns to the API adapters. Byte fields are Uint8Array. */
 
+/**
+ * Consul's opaque uint64 KV flags (Go's api.Lock writes 0x2ddccbc058a50c18). Canonical form: a
+ * number when it is a safe integer, a bigint otherwise, so `===` compares two flags and msgpack
+ * encodes each value one way (snapshots stay byte-identical).
+ */
+export type ConsulFlags = number | bigint;
+
+export const MAX_CONSUL_FLAGS = (1n << 64n) - 1n;
+
+/** The canonical form of a flags value in 0..2^64-1; undefined when out of range. */
+export function consulFlags(value: number | bigint): ConsulFlags | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (value < 0n || value > MAX_CONSUL_FLAGS) return undefined;
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/** True for a flags value in canonical form. */
+export function isConsulFlags(value: unknown): value is ConsulFlags {
+  if (typeof value === 'number') return Number.isSafeInteger(value);
+  return typeof value === 'bigint' && value > BigInt(Number.MAX_SAFE_INTEGER) && value <= MAX_CONSUL_FLAGS;
+}
+
 /** One key at one revision: etcd's mvccpb.KeyValue plus Consul's DirEntry fields. */
 export interface KeyValue {
   key: Uint8Array;
@@ -12,8 +34,8 @@ export interface KeyValue {
   version: number;
   /** Attached lease id, 0 for none. */
   lease: number;
-  /** Consul's opaque 64-bit flags (kept as a JS number: the adapter rejects > 2^53). */
-  flags: number;
+  /** Consul's opaque 64-bit flags (see ConsulFlags). */
+  flags: ConsulFlags;
   /** Consul LockIndex: how many times the lock on this key was acquired. */
   lockIndex: number;
   /** Session (lease id) holding the lock on this key, 0 for none. */

@@ -17,10 +17,11 @@ import {
   type VersionVisitor,
   versionCost,
 } from './mvcc.js';
+import type { ConsulFlags } from './types.js';
 
 export interface VersionFields {
   lease: number;
-  flags: number;
+  flags: ConsulFlags;
   lockIndex: number;
   session: number;
 }

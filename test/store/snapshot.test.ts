@@ -150,6 +150,54 @@ describe('snapshot and restore', () => {
   });
 });
 
+describe('64-bit Consul flags', () => {
+  // Go's api.Lock and api.Semaphore mark their keys with these uint64 flags.
+  const LOCK_FLAGS = 0x2ddccbc058a50c18n;
+  const SEMAPHORE_FLAGS = 0xe0f69a2baa414de0n;
+
+  test('flags beyond 2^53 are kept exactly, through the log codec, snapshot and restore', () => {
+    const h = new Harness();
+    const txn: Command = {
+      type: 'consulTxn',
+      timeMs: h.nowMs,
+      ops: [
+        { verb: 'set', key: b('lock'), value: b('a'), flags: LOCK_FLAGS },
+        { verb: 'set', key: b('sem'), value: b('b'), flags: SEMAPHORE_FLAGS },
+        { verb: 'set', key: b('small'), value: b('c'), flags: 2 ** 53 - 1 },
+      ],
+    };
+    const decoded = decodeCommand(encodeCommand(txn));
+    assert.deepEqual(decoded, txn);
+    h.ok(decoded);
+    const flagsOf = (store: Store, key: string) => store.get(b(key))?.flags;
+    assert.equal(flagsOf(h.store, 'lock'), LOCK_FLAGS);
+    assert.equal(flagsOf(h.store, 'sem'), SEMAPHORE_FLAGS);
+    assert.equal(flagsOf(h.store, 'small'), 2 ** 53 - 1);
+    // The same set again writes nothing: canonical flags compare equal.
+    const revision = h.store.revision;
+    h.ok(decodeCommand(encodeCommand(txn)));
+    assert.equal(h.store.revision, revision);
+
+    const bytes = snapshot(h.store);
+    const restored = restore(bytes);
+    assert.equal(flagsOf(restored, 'lock'), LOCK_FLAGS);
+    assert.equal(flagsOf(restored, 'sem'), SEMAPHORE_FLAGS);
+    assert.equal(flagsOf(restored, 'small'), 2 ** 53 - 1);
+    assert.deepEqual(Buffer.from(snapshot(restored)), Buffer.from(bytes));
+  });
+
+  test('the codec refuses flags that are out of range or not canonical', () => {
+    const packr = new Packr({ useRecords: false });
+    for (const flags of [-1n, -(1n << 63n), 5n, 1.5]) {
+      const command = [
+        1,
+        { type: 'consulTxn', timeMs: 1, ops: [{ verb: 'set', key: b('k'), value: b(''), flags }] },
+      ];
+      assert.throws(() => decodeCommand(packr.pack(command)), { code: StoreErrorCode.CorruptCommand });
+    }
+  });
+});
+
 type Write =
   | { kind: 'put'; key: number; value: string }
   | { kind: 'delete'; key: number; prefix: boolean }

@@ -8,6 +8,7 @@ import { registerAgentServiceRoutes } from './agent-services.js';
 import { registerCatalogRoutes } from './catalog.js';
 import { badRequest, HttpError, toHttpError } from './errors.js';
 import { registerHealthRoutes } from './health.js';
+import { stringifyJson } from './json.js';
 import { registerKvRoutes } from './kv.js';
 import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
 import { registerSessionRoutes } from './session.js';
@@ -57,6 +58,8 @@ export function createConsulApp(options: ConsulHttpOptions): FastifyInstance {
   // Every body is raw bytes: a KV value is opaque whatever Content-Type a client sends.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // KV Flags may be bigints (uint64): they print as exact digits.
+  app.setReplySerializer((payload) => stringifyJson(payload));
   app.setErrorHandler((err, _req, reply) => {
     const e = err as Error & { statusCode?: number; code?: string };
     const http =

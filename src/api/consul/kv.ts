@@ -1,8 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { type KeyValue, type Result, StoreErrorCode, text, utf8 } from '../../store/index.js';
+import {
+  type ConsulFlags,
+  type KeyValue,
+  type Result,
+  StoreErrorCode,
+  text,
+  utf8,
+} from '../../store/index.js';
 import { badRequest, HttpError } from './errors.js';
 import { blockingRead, type ConsulContext } from './http.js';
-import { flag, query, uintParam } from './query.js';
+import { flag, flagsParam, query, uintParam } from './query.js';
 import { formatSessionId, parseSessionId } from './session-id.js';
 
 /**
@@ -13,7 +20,8 @@ import { formatSessionId, parseSessionId } from './session-id.js';
 interface ConsulKvEntry {
   LockIndex: number;
   Key: string;
-  Flags: number;
+  /** A bigint above 2^53, printed as exact digits. */
+  Flags: ConsulFlags;
   Value: string | null;
   CreateIndex: number;
   ModifyIndex: number;
@@ -59,11 +67,14 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const key = keyOf(req);
     const keyBytes = utf8(key);
     if (flag(q, 'keys')) {
-      const separator = q.separator ? utf8(q.separator) : undefined;
+      // `seperator` is Consul's historical spelling, still accepted; `separator` wins.
+      const sepText = flag(q, 'separator') ? q.separator : q.seperator;
+      const separator = sepText ? utf8(sepText) : undefined;
       const keys = await blockingRead(ctx, req, reply, { kind: 'prefix', prefix: keyBytes }, () =>
         server.store.listKeys(keyBytes, separator).map((k) => text(k)),
       );
-      if (keys.length === 0) return reply.code(404).send();
+      // An empty root listing is `[]`, not 404 (Consul's KVSGetKeys); a prefix with no keys is 404.
+      if (keys.length === 0 && key !== '') return reply.code(404).send();
       return keys;
     }
     if (flag(q, 'recurse')) {
@@ -79,8 +90,13 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     );
     if (!kv) return reply.code(404).send();
     if (flag(q, 'raw')) {
-      // Consul serves raw values as text/plain so a browser cannot be tricked into running them.
-      return reply.type('text/plain; charset=utf-8').send(Buffer.from(kv.value));
+      // Consul serves raw values as text/plain, unsniffed and sandboxed, so a browser cannot be
+      // tricked into running a stored value as a page or script.
+      return reply
+        .type('text/plain; charset=utf-8')
+        .header('X-Content-Type-Options', 'nosniff')
+        .header('Content-Security-Policy', 'sandbox')
+        .send(Buffer.from(kv.value));
     }
     return [toConsulEntry(kv)];
   });
@@ -99,7 +115,7 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
         `Request body(${body.byteLength} bytes) too large, max size: ${ctx.options.maxValueBytes} bytes`,
       );
     }
-    const flags = uintParam(q, 'flags') ?? 0;
+    const flags = flagsParam(q) ?? 0;
     const cas = uintParam(q, 'cas');
     const value = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
     const keyBytes = utf8(key);
@@ -126,6 +142,9 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const q = query(req);
     const key = keyOf(req);
     const keyBytes = utf8(key);
+    // Consul refuses the pair rather than delete a whole tree unconditionally.
+    if (flag(q, 'recurse') && flag(q, 'cas'))
+      throw badRequest('Conflicting flags: cas cannot be used with recurse');
     if (flag(q, 'recurse')) {
       return applied(
         await server.write({ type: 'consulTxn', ops: [{ verb: 'delete-tree', key: keyBytes }] }),

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ReadConsistency } from '../../server/server.js';
+import { type ConsulFlags, consulFlags } from '../../store/index.js';
 import { badRequest } from './errors.js';
 
 /** Query-string helpers shared by the Consul endpoints. */
@@ -22,6 +23,16 @@ export function uintParam(q: Query, name: string): number | undefined {
   const n = Number(raw);
   if (!Number.isSafeInteger(n)) throw badRequest(`${name} out of range: ${raw}`);
   return n;
+}
+
+/** Consul's ?flags=: a uint64 (strconv.ParseUint), exact beyond 2^53. */
+export function flagsParam(q: Query): ConsulFlags | undefined {
+  const raw = q.flags;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw badRequest(`Invalid flags value: ${JSON.stringify(raw)}`);
+  const flags = consulFlags(BigInt(raw));
+  if (flags === undefined) throw badRequest(`flags out of range: ${raw}`);
+  return flags;
 }
 
 export function consistency(q: Query): ReadConsistency {

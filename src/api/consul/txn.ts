@@ -1,13 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type {
   ConsulCatalogVerb,
+  ConsulFlags,
   ConsulKvOp,
   ConsulOpResult,
   ConsulTxnOp,
   NodeInput,
   Result,
 } from '../../store/index.js';
-import { utf8 } from '../../store/index.js';
+import { consulFlags, MAX_CONSUL_FLAGS, utf8 } from '../../store/index.js';
 import {
   checkJson,
   decodeCatalogCheck,
@@ -19,6 +20,7 @@ import {
 import { field, fieldOf, isObject, type JsonObject, optString } from './decode.js';
 import { badRequest, HttpError } from './errors.js';
 import type { ConsulContext } from './http.js';
+import { parseJson } from './json.js';
 import { toConsulEntry } from './kv.js';
 import { formatSessionId, parseSessionId } from './session-id.js';
 
@@ -44,6 +46,15 @@ function uint(v: unknown, what: string, opIndex: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
     throw badRequest(`Operation ${opIndex}: ${what} must be a non-negative integer`);
   return v;
+}
+
+/** KV Flags: a Go uint64, so integers beyond 2^53 arrive as bigints (see parseJson). */
+function flagsOf(v: unknown, opIndex: number): ConsulFlags {
+  if (v === undefined || v === null) return 0;
+  const flags = typeof v === 'number' || typeof v === 'bigint' ? consulFlags(v) : undefined;
+  if (flags === undefined)
+    throw badRequest(`Operation ${opIndex}: Flags must be an integer between 0 and ${MAX_CONSUL_FLAGS}`);
+  return flags;
 }
 
 function decodeValue(v: unknown, opIndex: number, maxBytes: number): Uint8Array {
@@ -73,7 +84,7 @@ function decodeKvOp(kv: unknown, i: number, maxValueBytes: number): ConsulKvOp {
   const verb = str(field(o, 'Verb'), 'Verb', i);
   const key = utf8(str(field(o, 'Key'), 'Key', i));
   const value = () => decodeValue(field(o, 'Value'), i, maxValueBytes);
-  const flags = () => uint(field(o, 'Flags'), 'Flags', i);
+  const flags = () => flagsOf(field(o, 'Flags'), i);
   const index = () => uint(field(o, 'Index'), 'Index', i);
   switch (verb) {
     case 'set':
@@ -221,7 +232,7 @@ export function registerTxnRoutes(app: FastifyInstance, ctx: ConsulContext): voi
     const raw = req.body as Buffer | undefined;
     let body: unknown;
     try {
-      body = JSON.parse(raw && raw.byteLength > 0 ? raw.toString('utf8') : 'null');
+      body = parseJson(raw && raw.byteLength > 0 ? raw.toString('utf8') : 'null');
     } catch (err) {
       throw badRequest(`Failed to parse body: ${(err as Error).message}`);
     }

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Agent } from '../../src/agent/agent.js';
+import { restore, snapshot, utf8 } from '../../src/store/index.js';
+import { startInProcessAgent } from './in-process-agent.js';
+
+// Consul's KV endpoint (/v1/kv) and the KV verbs of /v1/txn over plain HTTP against a dev
+// agent: the corners of kvs_endpoint.go that clients rely on.
+
+let agent: Agent;
+let base = '';
+
+before(async () => {
+  ({ agent, base } = await startInProcessAgent({ node: 'kv-http' }));
+});
+
+after(async () => {
+  await agent.shutdown();
+});
+
+interface Reply {
+  status: number;
+  text: string;
+  headers: Headers;
+}
+
+async function call(method: string, path: string, body?: string): Promise<Reply> {
+  const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
+  if (body !== undefined) init.body = body;
+  const res = await fetch(`${base}${path}`, init);
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+const json = (reply: Reply) => JSON.parse(reply.text) as unknown;
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+// Go's api.Lock and api.Semaphore mark their keys with these uint64 flags.
+const LOCK_FLAGS = '3303164778254188568'; // 0x2ddccbc058a50c18
+const SEMAPHORE_FLAGS = '16209363699666365920'; // 0xe0f69a2baa414de0
+
+describe('an empty store', () => {
+  // Runs first, before any key is written.
+  test('?keys at the root is [] (not 404); ?recurse at the root is 404, as Consul', async () => {
+    const keys = await call('GET', '/v1/kv/?keys');
+    assert.equal(keys.status, 200);
+    assert.deepEqual(json(keys), []);
+    assert.ok(Number(keys.headers.get('x-consul-index')) >= 1);
+    assert.equal((await call('GET', '/v1/kv/?recurse')).status, 404);
+    assert.equal((await call('GET', '/v1/kv/nothing/?keys')).status, 404, 'a prefix with no keys');
+  });
+});
+
+describe('64-bit KV flags', () => {
+  test('?flags= beyond 2^53 comes back as the same decimal digits', async () => {
+    assert.equal((await call('PUT', `/v1/kv/flags/lock?flags=${LOCK_FLAGS}`, 'x')).text, 'true');
+    const got = await call('GET', '/v1/kv/flags/lock');
+    assert.equal(got.status, 200);
+    assert.match(got.headers.get('content-type') ?? '', /application\/json/);
+    assert.match(got.text, new RegExp(`"Flags":${LOCK_FLAGS}[,}]`));
+    assert.match((await call('GET', '/v1/kv/flags/?recurse')).text, new RegExp(`"Flags":${LOCK_FLAGS}[,}]`));
+    const max = '18446744073709551615';
+    assert.equal((await call('PUT', `/v1/kv/flags/max?flags=${max}`, 'x')).text, 'true');
+    assert.match((await call('GET', '/v1/kv/flags/max')).text, new RegExp(`"Flags":${max}[,}]`));
+    const over = await call('PUT', '/v1/kv/flags/over?flags=18446744073709551616', 'x');
+    assert.equal(over.status, 400);
+    assert.equal((await call('PUT', '/v1/kv/flags/bad?flags=-1', 'x')).status, 400);
+  });
+
+  test('txn set with a large Flags literal keeps every digit, in the result and the store', async () => {
+    const body = `[{"KV":{"Verb":"set","Key":"flags/sem","Value":"${b64('s')}","Flags":${SEMAPHORE_FLAGS}}},
+      {"KV":{"Verb":"get","Key":"flags/sem"}}]`;
+    const reply = await call('PUT', '/v1/txn', body);
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.text.split(`"Flags":${SEMAPHORE_FLAGS}`).length - 1, 2, reply.text);
+    assert.match((await call('GET', '/v1/kv/flags/sem')).text, new RegExp(`"Flags":${SEMAPHORE_FLAGS}[,}]`));
+    const tooBig = await call(
+      'PUT',
+      '/v1/txn',
+      '[{"KV":{"Verb":"set","Key":"flags/x","Flags":18446744073709551616}}]',
+    );
+    assert.equal(tooBig.status, 400);
+    const fraction = await call('PUT', '/v1/txn', '[{"KV":{"Verb":"set","Key":"flags/x","Flags":1.5}}]');
+    assert.equal(fraction.status, 400);
+  });
+
+  test("a snapshot of the agent's store keeps the flags exactly", () => {
+    const restored = restore(snapshot(agent.server.store));
+    assert.equal(restored.get(utf8('flags/lock'))?.flags, BigInt(LOCK_FLAGS));
+    assert.equal(restored.get(utf8('flags/sem'))?.flags, BigInt(SEMAPHORE_FLAGS));
+  });
+});
+
+describe('KV endpoint corners', () => {
+  test('DELETE ?recurse&cas is refused and deletes nothing', async () => {
+    await call('PUT', '/v1/kv/tree/a', '1');
+    await call('PUT', '/v1/kv/tree/b', '2');
+    const refused = await call('DELETE', '/v1/kv/tree?recurse&cas=0');
+    assert.equal(refused.status, 400);
+    assert.equal(refused.text, 'Conflicting flags: cas cannot be used with recurse');
+    assert.deepEqual(json(await call('GET', '/v1/kv/tree/?keys')), ['tree/a', 'tree/b']);
+    assert.equal((await call('DELETE', '/v1/kv/tree?recurse')).text, 'true');
+    assert.equal((await call('GET', '/v1/kv/tree/?keys')).status, 404);
+  });
+
+  test('DELETE ?cas deletes only at the current ModifyIndex', async () => {
+    await call('PUT', '/v1/kv/cas/key', 'v');
+    const [entry] = json(await call('GET', '/v1/kv/cas/key')) as { ModifyIndex: number }[];
+    assert.equal((await call('DELETE', `/v1/kv/cas/key?cas=${entry!.ModifyIndex - 1}`)).text, 'false');
+    assert.equal((await call('GET', '/v1/kv/cas/key')).status, 200, 'a stale cas deletes nothing');
+    assert.equal((await call('DELETE', `/v1/kv/cas/key?cas=${entry!.ModifyIndex}`)).text, 'true');
+    assert.equal((await call('GET', '/v1/kv/cas/key')).status, 404);
+  });
+
+  test('?keys with ?separator, and with the historical ?seperator spelling', async () => {
+    for (const key of ['sep/a', 'sep/b/c', 'sep/b/d', 'sep/e/f/g']) await call('PUT', `/v1/kv/${key}`, 'x');
+    const rolled = ['sep/a', 'sep/b/', 'sep/e/'];
+    assert.deepEqual(json(await call('GET', '/v1/kv/sep/?keys&separator=/')), rolled);
+    assert.deepEqual(json(await call('GET', '/v1/kv/sep/?keys&seperator=/')), rolled);
+    // Both given: `separator` wins, as in Consul.
+    assert.deepEqual(json(await call('GET', '/v1/kv/sep/?keys&seperator=/&separator=f')), [
+      'sep/a',
+      'sep/b/c',
+      'sep/b/d',
+      'sep/e/f',
+    ]);
+    assert.deepEqual(json(await call('GET', '/v1/kv/sep/?keys')), [
+      'sep/a',
+      'sep/b/c',
+      'sep/b/d',
+      'sep/e/f/g',
+    ]);
+  });
+
+  test('?raw answers the bare value, unsniffable and sandboxed', async () => {
+    await call('PUT', '/v1/kv/raw/page', '<script>alert(1)</script>');
+    const raw = await call('GET', '/v1/kv/raw/page?raw');
+    assert.equal(raw.status, 200);
+    assert.equal(raw.text, '<script>alert(1)</script>');
+    assert.match(raw.headers.get('content-type') ?? '', /^text\/plain/);
+    assert.equal(raw.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(raw.headers.get('content-security-policy'), 'sandbox');
+  });
+});
