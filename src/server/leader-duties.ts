@@ -87,7 +87,9 @@ export class LeaderDuties {
     if (this.renewedTerm !== this.term) {
       const term = this.term;
       this.once('renew', { type: 'leaseRenewAll' }, () => {
-        if (this.term === term) this.renewedTerm = term;
+        if (this.term !== term) return;
+        this.renewedTerm = term;
+        this.tick(); // the rest of the duties (a new leader's catalog reconcile) without waiting a tick
       });
       return;
     }

@@ -163,21 +163,25 @@ export class RaftHost {
     };
     this.random = random;
     this.raft = this.makeNode({ hardState, snapshot, entries });
-    // A sole voter has no one to hear from: let its election timeout pass now rather than sit
-    // out 10-20 ticks, so -dev and single-server clusters are ready sooner. It is only time
-    // passing faster; no other voter exists whose leader it could disrupt.
-    const { config } = this.raft.status();
-    if (config.voters.length === 1 && config.voters[0] === this.opts.id) {
-      for (let i = 0; i < 2 * this.opts.electionTicks && this.raft.status().role !== 'leader'; i++) {
-        this.raft.tick();
-      }
-    }
+    this.campaignIfSoleVoter();
     this.ticker = setInterval(() => {
       this.raft?.tick();
       this.schedule();
     }, this.opts.tickMs);
     this.schedule();
     return { entries, snapshot };
+  }
+
+  /**
+   * A sole voter has no one to hear from: let its election timeout pass now rather than sit out
+   * 10-20 ticks, so -dev and single-server clusters are ready sooner. It is only time passing
+   * faster; no other voter exists whose leader it could disrupt.
+   */
+  private campaignIfSoleVoter(): void {
+    const raft = this.raft!;
+    const { config } = raft.status();
+    if (config.voters.length !== 1 || config.voters[0] !== this.opts.id) return;
+    for (let i = 0; i < 2 * this.opts.electionTicks && raft.status().role !== 'leader'; i++) raft.tick();
   }
 
   private makeNode(recovered: ConstructorParameters<typeof RaftNode>[1]): RaftNode {
@@ -214,6 +218,7 @@ export class RaftHost {
       await this.opts.storage.save({ entries: [first], hardState });
       this.opts.onAppend?.([first]);
       this.raft = this.makeNode({ hardState, snapshot: null, entries: [first] });
+      this.campaignIfSoleVoter();
     } finally {
       this.processing = false;
     }

@@ -1,9 +1,4 @@
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadSync } from '@grpc/proto-loader';
-import { ETCD_PROTO_DIR, LOADER_OPTIONS } from './proto.js';
-
-const OWN_PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), 'proto');
+import { etcdProtoDefinition } from './proto.js';
 
 /**
  * The JSON mapping etcd 3.4's grpc-gateway applies to its protobuf messages: grpc-gateway
@@ -292,10 +287,7 @@ class Schema {
 
   constructor() {
     // etcd's rpc.proto (kv.proto, auth.proto) and our v3lock/v3election definitions (proto.ts).
-    const def = loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], {
-      ...LOADER_OPTIONS,
-      includeDirs: [ETCD_PROTO_DIR, OWN_PROTO_DIR],
-    }) as Record<string, { format?: string; type?: unknown }>;
+    const def = etcdProtoDefinition() as unknown as Record<string, { format?: string; type?: unknown }>;
     for (const [name, entry] of Object.entries(def)) {
       if (entry.format === 'Protocol Buffer 3 DescriptorProto') {
         const desc = entry.type as MessageDescriptor;
