@@ -87,7 +87,8 @@ function validateCatalogOp(op: Exclude<ConsulTxnOp, ConsulKvOp>, limits: StoreLi
     throw new StoreError(StoreErrorCode.InvalidArgument, `unknown transaction operation ${String(target)}`);
   }
   if (op.target === 'session') {
-    if (!Number.isSafeInteger(op.session) || op.session <= 0) {
+    // A negative id names a session no one issued (a UUID from elsewhere): it fails as unknown.
+    if (!Number.isSafeInteger(op.session) || op.session === 0) {
       throw new StoreError(StoreErrorCode.InvalidArgument, `invalid session ${op.session}`);
     }
     return;

@@ -141,3 +141,35 @@ describe('KV endpoint corners', () => {
     assert.equal(raw.headers.get('content-security-policy'), 'sandbox');
   });
 });
+
+describe('txn KV results', () => {
+  test('only get and get-tree answer the Value; check-session with no Session checks the key is unlocked', async () => {
+    await call('PUT', '/v1/kv/txnv/a', 'hello');
+    const [entry] = json(await call('GET', '/v1/kv/txnv/a')) as { ModifyIndex: number }[];
+    const reply = await call(
+      'PUT',
+      '/v1/txn',
+      JSON.stringify([
+        { KV: { Verb: 'check-index', Key: 'txnv/a', Index: entry!.ModifyIndex } },
+        { KV: { Verb: 'check-session', Key: 'txnv/a' } },
+        { KV: { Verb: 'check-session', Key: 'txnv/a', Session: '' } },
+        { KV: { Verb: 'get', Key: 'txnv/a' } },
+        { KV: { Verb: 'get-tree', Key: 'txnv/' } },
+        { KV: { Verb: 'set', Key: 'txnv/b', Value: b64('bee') } },
+      ]),
+    );
+    assert.equal(reply.status, 200, reply.text);
+    const results = (json(reply) as { Results: { KV: { Key: string; Value: string | null } }[] }).Results;
+    assert.deepEqual(
+      results.map((r) => [r.KV.Key, r.KV.Value]),
+      [
+        ['txnv/a', null],
+        ['txnv/a', null],
+        ['txnv/a', null],
+        ['txnv/a', b64('hello')],
+        ['txnv/a', b64('hello')],
+        ['txnv/b', null],
+      ],
+    );
+  });
+});

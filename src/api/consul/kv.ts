@@ -10,7 +10,7 @@ import {
 import { badRequest, HttpError } from './errors.js';
 import { blockingRead, type ConsulContext } from './http.js';
 import { flag, flagsParam, query, uintParam } from './query.js';
-import { formatSessionId, parseSessionId } from './session-id.js';
+import { formatSessionId, SessionNames } from './session-id.js';
 
 /**
  * Consul's KV endpoint (/v1/kv/<key>): GET (one key, ?recurse, ?keys with ?separator, ?raw),
@@ -42,10 +42,17 @@ export function toConsulEntry(kv: KeyValue): ConsulKvEntry {
   return entry;
 }
 
-/** ?acquire=<session> / ?release=<session>, or null when absent. */
-function sessionQuery(q: Record<string, string | undefined>, name: string): number | null {
+/**
+ * ?acquire=<session> / ?release=<session>, or null when absent. A UUID we never issued is a
+ * session that does not exist: acquire fails with "invalid session", release answers false.
+ */
+function sessionQuery(
+  q: Record<string, string | undefined>,
+  name: string,
+  names: SessionNames,
+): number | null {
   if (!flag(q, name)) return null;
-  const id = parseSessionId(q[name] ?? '');
+  const id = names.id(q[name] ?? '');
   if (id === null) throw badRequest(`Invalid session ID for ?${name}: ${JSON.stringify(q[name] ?? '')}`);
   return id;
 }
@@ -105,8 +112,9 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const q = query(req);
     const key = keyOf(req);
     requireKey(key, 'put');
-    const acquire = sessionQuery(q, 'acquire');
-    const release = sessionQuery(q, 'release');
+    const names = new SessionNames();
+    const acquire = sessionQuery(q, 'acquire', names);
+    const release = sessionQuery(q, 'release', names);
     if (acquire !== null && release !== null) throw badRequest('Conflicting flags: acquire and release');
     const body = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
     if (body.byteLength > ctx.options.maxValueBytes) {
@@ -133,7 +141,7 @@ export function registerKvRoutes(app: FastifyInstance, ctx: ConsulContext): void
     const session = acquire ?? release;
     if (session !== null && result.type === 'error' && result.error.code === StoreErrorCode.SessionNotFound) {
       // Consul's text for a lock with an unknown or invalidated session.
-      throw new HttpError(500, `rpc error making call: invalid session "${formatSessionId(session)}"`);
+      throw new HttpError(500, `rpc error making call: invalid session "${names.name(session)}"`);
     }
     return applied(result);
   });

@@ -4,7 +4,7 @@ import { Topic } from '../../store/index.js';
 import { badRequest, HttpError } from './errors.js';
 import { blockingRead, type ConsulContext } from './http.js';
 import { durationMs } from './query.js';
-import { formatSessionId, parseSessionId } from './session-id.js';
+import { formatSessionId, isUuid, parseSessionId } from './session-id.js';
 
 /**
  * Consul sessions (/v1/session/*). A session is the store's lease object: TTL, behavior on
@@ -100,11 +100,16 @@ export function toConsulSession(lease: LeaseInfo): Record<string, unknown> {
   };
 }
 
-function sessionParam(req: FastifyRequest): number {
-  const raw = (req.params as { id?: string }).id ?? '';
-  const id = parseSessionId(raw);
-  if (id === null) throw badRequest(`Session ID must be a valid UUID: ${JSON.stringify(raw)}`);
-  return id;
+/**
+ * The session a path names: its lease id, or null for a well-formed UUID this server never
+ * issued (a session that does not exist). Text that is not a UUID is 400.
+ */
+function sessionParam(req: FastifyRequest): { id: number | null; text: string } {
+  const text = (req.params as { id?: string }).id ?? '';
+  const id = parseSessionId(text);
+  if (id === null && !isUuid(text))
+    throw badRequest(`Session ID must be a valid UUID: ${JSON.stringify(text)}`);
+  return { id, text };
 }
 
 function expectResult<T extends Result['type']>(result: Result, type: T): Extract<Result, { type: T }> {
@@ -156,7 +161,8 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
   });
 
   app.put('/v1/session/destroy/:id', async (req) => {
-    const id = sessionParam(req);
+    const { id } = sessionParam(req);
+    if (id === null) return true;
     const result = await server.write({ type: 'leaseRevoke', id });
     // Consul answers true whether or not the session existed.
     if (result.type === 'error' && result.error.code !== 'LEASE_NOT_FOUND') throw result.error;
@@ -164,22 +170,20 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
   });
 
   app.put('/v1/session/renew/:id', async (req, reply) => {
-    const id = sessionParam(req);
+    const { id, text } = sessionParam(req);
+    const notFound = () =>
+      reply.code(404).type('text/plain; charset=utf-8').send(`Session id '${text}' not found`);
+    if (id === null) return notFound();
     const result = expectResult(await server.write({ type: 'leaseKeepAlive', ids: [id] }), 'leaseKeepAlive');
     const lease = server.store.lease(id);
-    if (!result.leases[0]?.found || !lease) {
-      return reply
-        .code(404)
-        .type('text/plain; charset=utf-8')
-        .send(`Session id '${formatSessionId(id)}' not found`);
-    }
+    if (!result.leases[0]?.found || !lease) return notFound();
     return [toConsulSession(lease)];
   });
 
   app.get('/v1/session/info/:id', async (req, reply) => {
-    const id = sessionParam(req);
+    const { id } = sessionParam(req);
     return blockingRead(ctx, req, reply, sessions, () => {
-      const lease = server.store.lease(id);
+      const lease = id === null ? undefined : server.store.lease(id);
       return lease && isSession(lease) ? [toConsulSession(lease)] : [];
     });
   });

@@ -22,14 +22,14 @@ import { badRequest, HttpError } from './errors.js';
 import type { ConsulContext } from './http.js';
 import { parseJson } from './json.js';
 import { toConsulEntry } from './kv.js';
-import { formatSessionId, parseSessionId } from './session-id.js';
+import { SessionNames } from './session-id.js';
 
 /**
  * Consul's /v1/txn (api-docs/txn): KV, Node, Service, Check and Session operations in one
  * ordered list; every op applies or none does. A failed op answers 409 with
  * `Errors: [{OpIndex, What}]`; success answers `Results` with one entry per op that returns
- * one: KV writes return the entry without its Value, catalog gets and writes the record
- * (`{Node}`, `{Service}`, `{Check}`), deletes nothing.
+ * one: KV ops other than get and get-tree return the entry without its Value, catalog gets
+ * and writes the record (`{Node}`, `{Service}`, `{Check}`), deletes nothing.
  */
 
 /** Consul's limit on operations per transaction (txn_max_req_len is separate: the body limit). */
@@ -71,14 +71,20 @@ function decodeValue(v: unknown, opIndex: number, maxBytes: number): Uint8Array 
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function session(v: unknown, opIndex: number): number {
+/**
+ * A Session field. Any well-formed UUID is accepted: one this server never issued names a
+ * session that does not exist, and the op fails in the store as Consul's would. check-session
+ * may name no session at all: it then checks that the key is not locked.
+ */
+function session(v: unknown, opIndex: number, names: SessionNames, emptyAllowed = false): number {
   const text = str(v, 'Session', opIndex);
-  const id = parseSessionId(text);
+  if (text === '' && emptyAllowed) return 0;
+  const id = names.id(text);
   if (id === null) throw badRequest(`Operation ${opIndex}: invalid Session ${JSON.stringify(text)}`);
   return id;
 }
 
-function decodeKvOp(kv: unknown, i: number, maxValueBytes: number): ConsulKvOp {
+function decodeKvOp(kv: unknown, i: number, maxValueBytes: number, names: SessionNames): ConsulKvOp {
   if (!isObject(kv)) throw badRequest(`Operation ${i}: KV must be an object`);
   const o = kv;
   const verb = str(field(o, 'Verb'), 'Verb', i);
@@ -93,7 +99,7 @@ function decodeKvOp(kv: unknown, i: number, maxValueBytes: number): ConsulKvOp {
       return { verb, key, value: value(), flags: flags(), index: index() };
     case 'lock':
     case 'unlock':
-      return { verb, key, value: value(), flags: flags(), session: session(field(o, 'Session'), i) };
+      return { verb, key, value: value(), flags: flags(), session: session(field(o, 'Session'), i, names) };
     case 'get':
     case 'get-tree':
     case 'check-not-exists':
@@ -104,7 +110,7 @@ function decodeKvOp(kv: unknown, i: number, maxValueBytes: number): ConsulKvOp {
     case 'delete-cas':
       return { verb, key, index: index() };
     case 'check-session':
-      return { verb, key, session: session(field(o, 'Session'), i) };
+      return { verb, key, session: session(field(o, 'Session'), i, names, true) };
     default:
       throw badRequest(`Operation ${i}: unknown KV verb "${verb}"`);
   }
@@ -180,16 +186,16 @@ function decodeCheckOp(raw: unknown, i: number): ConsulTxnOp {
 }
 
 /** `{"Session": {"Verb": "delete", "Session": {"ID": ..., "Node": ...}}}` (api.SessionTxnOp). */
-function decodeSessionOp(raw: unknown, i: number): ConsulTxnOp {
+function decodeSessionOp(raw: unknown, i: number, names: SessionNames): ConsulTxnOp {
   if (!isObject(raw)) throw badRequest(`Operation ${i}: Session must be an object`);
   const verb = str(field(raw, 'Verb'), 'Verb', i);
   if (verb !== 'delete') throw badRequest(`Operation ${i}: unknown Session verb "${verb}"`);
   const body = field(raw, 'Session');
   if (!isObject(body)) throw badRequest(`Operation ${i}: Session.Session must be an object`);
-  return { target: 'session', verb, session: session(field(body, 'ID'), i) };
+  return { target: 'session', verb, session: session(field(body, 'ID'), i, names) };
 }
 
-export function decodeTxnOps(body: unknown, maxValueBytes: number): ConsulTxnOp[] {
+export function decodeTxnOps(body: unknown, maxValueBytes: number, names: SessionNames): ConsulTxnOp[] {
   if (!Array.isArray(body)) throw badRequest('Failed to parse body: expected a JSON array of operations');
   // Consul's maxTxnOps (agent/txn_endpoint.go) counts every kind of op.
   if (body.length > MAX_OPS)
@@ -198,7 +204,7 @@ export function decodeTxnOps(body: unknown, maxValueBytes: number): ConsulTxnOp[
     if (!isObject(raw)) throw badRequest(`Operation ${i} is not an object`);
     // Consul's txnDispatch takes the first of KV, Node, Service, Check, Session that is set.
     const kv = field(raw, 'KV');
-    if (kv !== undefined && kv !== null) return decodeKvOp(kv, i, maxValueBytes);
+    if (kv !== undefined && kv !== null) return decodeKvOp(kv, i, maxValueBytes, names);
     const node = field(raw, 'Node');
     if (node !== undefined && node !== null) return decodeNodeOp(node, i);
     const service = field(raw, 'Service');
@@ -206,7 +212,7 @@ export function decodeTxnOps(body: unknown, maxValueBytes: number): ConsulTxnOp[
     const check = field(raw, 'Check');
     if (check !== undefined && check !== null) return decodeCheckOp(check, i);
     const sessionOp = field(raw, 'Session');
-    if (sessionOp !== undefined && sessionOp !== null) return decodeSessionOp(sessionOp, i);
+    if (sessionOp !== undefined && sessionOp !== null) return decodeSessionOp(sessionOp, i, names);
     throw badRequest(`Operation ${i}: no operation specified (KV, Node, Service, Check or Session)`);
   });
 }
@@ -216,15 +222,18 @@ function resultJson(op: ConsulTxnOp, result: ConsulOpResult, datacenter: string)
   if (result.node !== undefined) return [{ Node: nodeJson(result.node, datacenter) }];
   if (result.service !== undefined) return [{ Service: serviceJson(result.service) }];
   if (result.check !== undefined) return [{ Check: checkJson(result.check) }];
-  const hideValue =
-    !('target' in op) &&
-    (op.verb === 'set' || op.verb === 'cas' || op.verb === 'lock' || op.verb === 'unlock');
+  // Consul's txnKVS returns the value only for get and get-tree; every other verb that answers
+  // an entry (set, cas, lock, unlock, check-index, check-session) answers it without its Value.
+  const hideValue = !('target' in op) && op.verb !== 'get' && op.verb !== 'get-tree';
   return result.kvs.map((kv) => ({ KV: { ...toConsulEntry(kv), ...(hideValue ? { Value: null } : {}) } }));
 }
 
-/** Store messages name sessions by number; clients know them by UUID. */
-function withSessionIds(text: string): string {
-  return text.replace(/session "?(\d+)"?/g, (_m, n: string) => `session "${formatSessionId(Number(n))}"`);
+/** Store messages name sessions by number; clients know them by UUID (0 is no session). */
+function withSessionIds(text: string, names: SessionNames): string {
+  return text.replace(/session "?(-?\d+)"?/g, (_m, n: string) => {
+    const id = Number(n);
+    return `session "${id === 0 ? '' : names.name(id)}"`;
+  });
 }
 
 export function registerTxnRoutes(app: FastifyInstance, ctx: ConsulContext): void {
@@ -236,14 +245,16 @@ export function registerTxnRoutes(app: FastifyInstance, ctx: ConsulContext): voi
     } catch (err) {
       throw badRequest(`Failed to parse body: ${(err as Error).message}`);
     }
-    const ops = decodeTxnOps(body, ctx.options.maxValueBytes);
+    const names = new SessionNames();
+    const ops = decodeTxnOps(body, ctx.options.maxValueBytes, names);
     const result: Result = await ctx.server.write({ type: 'consulTxn', ops });
     if (result.type === 'error') {
       const { opIndex } = result.error;
       if (opIndex === undefined) throw result.error;
-      return reply
-        .code(409)
-        .send({ Results: null, Errors: [{ OpIndex: opIndex, What: withSessionIds(result.error.message) }] });
+      return reply.code(409).send({
+        Results: null,
+        Errors: [{ OpIndex: opIndex, What: withSessionIds(result.error.message, names) }],
+      });
     }
     if (result.type !== 'consulTxn') throw new HttpError(500, `unexpected ${result.type} result`);
     if (result.results.length !== ops.length)

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Agent } from '../../src/agent/agent.js';
+import { startInProcessAgent } from './in-process-agent.js';
+
+// Consul's session endpoints (/v1/session/*) and their effect on KV locks, over plain HTTP
+// against a dev agent.
+
+let agent: Agent;
+let base = '';
+const NODE = 'session-http';
+
+before(async () => {
+  ({ agent, base } = await startInProcessAgent({ node: NODE }));
+});
+
+after(async () => {
+  await agent.shutdown();
+});
+
+interface Reply {
+  status: number;
+  text: string;
+  json: unknown;
+  index: number;
+}
+
+async function call(method: string, path: string, body?: unknown): Promise<Reply> {
+  const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
+  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  const res = await fetch(`${base}${path}`, init);
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, text, json, index: Number(res.headers.get('x-consul-index') ?? 0) };
+}
+
+const create = async (body: unknown = {}) => {
+  const reply = await call('PUT', '/v1/session/create', body);
+  assert.equal(reply.status, 200, reply.text);
+  return (reply.json as { ID: string }).ID;
+};
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** A well-formed UUID this server did not issue (Consul's own are random v4 UUIDs). */
+const FOREIGN = 'adf4238a-882b-9ddc-4a9d-5b6758e4159e';
+
+describe('session ids this server did not issue', () => {
+  test('info is [], destroy is true, renew is 404, as for any unknown session', async () => {
+    const info = await call('GET', `/v1/session/info/${FOREIGN}`);
+    assert.equal(info.status, 200);
+    assert.deepEqual(info.json, []);
+    assert.ok(info.index >= 1);
+    const destroy = await call('PUT', `/v1/session/destroy/${FOREIGN}`);
+    assert.equal(destroy.status, 200);
+    assert.equal(destroy.json, true);
+    const renew = await call('PUT', `/v1/session/renew/${FOREIGN}`);
+    assert.equal(renew.status, 404);
+    assert.equal(renew.text, `Session id '${FOREIGN}' not found`);
+  });
+
+  test('text that is not a UUID is 400', async () => {
+    for (const path of ['info/not-a-uuid', 'renew/1234']) {
+      assert.equal((await call(path.startsWith('info') ? 'GET' : 'PUT', `/v1/session/${path}`)).status, 400);
+    }
+    assert.equal((await call('PUT', '/v1/kv/ids/k?acquire=nope', 'x')).status, 400);
+  });
+
+  test('?acquire with an unknown UUID is 500 "invalid session"; ?release answers false', async () => {
+    const acquire = await call('PUT', `/v1/kv/ids/lock?acquire=${FOREIGN}`, 'x');
+    assert.equal(acquire.status, 500);
+    assert.match(acquire.text, new RegExp(`invalid session "${FOREIGN}"`));
+    assert.equal((await call('GET', '/v1/kv/ids/lock')).status, 404, 'nothing written');
+    await call('PUT', '/v1/kv/ids/lock', 'x');
+    const release = await call('PUT', `/v1/kv/ids/lock?release=${FOREIGN}`, 'x');
+    assert.equal(release.status, 200);
+    assert.equal(release.json, false);
+  });
+
+  test('txn ops naming an unknown UUID fail as Consul txns do, named by that UUID', async () => {
+    const lock = await call('PUT', '/v1/txn', [
+      { KV: { Verb: 'lock', Key: 'ids/txn', Value: b64('x'), Session: FOREIGN } },
+    ]);
+    assert.equal(lock.status, 409);
+    const [lockError] = (lock.json as { Errors: { OpIndex: number; What: string }[] }).Errors;
+    assert.equal(lockError!.OpIndex, 0);
+    assert.match(lockError!.What, new RegExp(`invalid session "${FOREIGN}"`));
+
+    const destroy = await call('PUT', '/v1/txn', [
+      { KV: { Verb: 'set', Key: 'ids/other', Value: b64('y') } },
+      { Session: { Verb: 'delete', Session: { ID: FOREIGN } } },
+    ]);
+    assert.equal(destroy.status, 409);
+    const [destroyError] = (destroy.json as { Errors: { OpIndex: number; What: string }[] }).Errors;
+    assert.equal(destroyError!.OpIndex, 1);
+    assert.match(destroyError!.What, new RegExp(FOREIGN));
+
+    await call('PUT', '/v1/kv/ids/checked', 'x');
+    const check = await call('PUT', '/v1/txn', [
+      { KV: { Verb: 'check-session', Key: 'ids/checked', Session: FOREIGN } },
+    ]);
+    assert.equal(check.status, 409);
+  });
+});
+
+describe('txn check-session', () => {
+  test('no Session passes on an unlocked key and fails on a locked one; the holder passes', async () => {
+    const id = await create({ LockDelay: '0s' });
+    assert.equal((await call('PUT', `/v1/kv/checks/held?acquire=${id}`, 'x')).json, true);
+    const unlocked = await call('PUT', '/v1/txn', [
+      { KV: { Verb: 'set', Key: 'checks/free', Value: b64('y') } },
+      { KV: { Verb: 'check-session', Key: 'checks/free' } },
+    ]);
+    assert.equal(unlocked.status, 200, unlocked.text);
+    const locked = await call('PUT', '/v1/txn', [{ KV: { Verb: 'check-session', Key: 'checks/held' } }]);
+    assert.equal(locked.status, 409);
+    const holder = await call('PUT', '/v1/txn', [
+      { KV: { Verb: 'check-session', Key: 'checks/held', Session: id } },
+    ]);
+    assert.equal(holder.status, 200, holder.text);
+  });
+});
