@@ -90,16 +90,22 @@ test('faults: SIGSTOP the leader; the rest elect a new one; on SIGCONT it steps 
     const old = await c.waitForLeader();
     const others = c.agents.filter((a) => a !== old);
     // Writes aimed only at the leader, so some are mid-flight when it freezes.
-    const outcomes: { key: string; ok: boolean; ms: number }[] = [];
+    const outcomes: { key: string; ok: boolean; ms: number; refusal?: string }[] = [];
     const clients = [0, 1, 2, 3].map(async (w) => {
       for (let i = 0; !stop && Date.now() < end; i++) {
         const key = `stop/w${w}-${i}`;
         const began = Date.now();
         try {
           const r = await old.http('PUT', `/v1/kv/${key}`, 'x', 60_000);
-          outcomes.push({ key, ok: r.status === 200 && r.text === 'true', ms: Date.now() - began });
-        } catch {
-          outcomes.push({ key, ok: false, ms: Date.now() - began });
+          const ok = r.status === 200 && r.text === 'true';
+          outcomes.push({
+            key,
+            ok,
+            ms: Date.now() - began,
+            ...(ok ? {} : { refusal: `${r.status} ${r.text}` }),
+          });
+        } catch (err) {
+          outcomes.push({ key, ok: false, ms: Date.now() - began, refusal: String(err) });
         }
       }
     });
@@ -113,15 +119,26 @@ test('faults: SIGSTOP the leader; the rest elect a new one; on SIGCONT it steps 
     assert.equal(r.text, 'true');
     assert.ok(Date.now() - frozenAt < 20_000);
 
+    // The clients keep writing to the old leader through the thaw, so writes it takes while it
+    // still believes it leads meet the new term; they stop once it follows the new leader.
     old.signal('SIGCONT');
-    stop = true;
-    // Every request to the old leader ends (acknowledged or refused) within its hold time.
-    await withTimeout(Promise.all(clients), 30_000, 'requests to the thawed leader to finish');
     await waitFor(
       async () => (await old.json<string>('GET', '/v1/status/leader')) === next.serverAddress,
       20_000,
       'the old leader to follow the new one',
     );
+    stop = true;
+    // Every request to the old leader ends (acknowledged or refused) within its hold time.
+    await withTimeout(Promise.all(clients), 30_000, 'requests to the thawed leader to finish');
+    // A refusal is one of the clear, retryable answers: never a hang or a half-done write.
+    const refusals = outcomes.flatMap((o) => (o.refusal === undefined ? [] : [o.refusal]));
+    for (const refusal of refusals) {
+      assert.match(
+        refusal,
+        /^(500 (No cluster leader|a new leader replaced the entry; retry|state replaced by a snapshot.*|.*timed out.*)|429 .*)$/,
+        'a refused write gets a clear error',
+      );
+    }
     const status = await old.json<{ Stats: { raft: { state: string } } }>('GET', '/v1/agent/self');
     assert.equal(status.Stats.raft.state, 'follower');
     // Acknowledged writes survived; refused ones may or may not have happened, but never half.
