@@ -82,6 +82,9 @@ export interface RaftServerView {
   lastIndex: number;
 }
 
+/** Requests a peer outside the cluster may make (see `answer`). */
+const OPEN_REQUESTS = new Set<PeerRequest['kind']>(['discover', 'join', 'servers', 'clientHeartbeat']);
+
 export class ConclaveServer {
   readonly id: NodeId;
   readonly state: ReplicatedState;
@@ -177,7 +180,7 @@ export class ConclaveServer {
         if (m.from === this.host?.leaderId()) this.leaderContactAt = Date.now();
         this.host?.step(m);
       },
-      onRequest: (from, body) => this.answer(from, body as PeerRequest),
+      onRequest: (from, body, trusted) => this.answer(from, body as PeerRequest, trusted),
       log: (level, message, fields) => log[level](message, fields),
     });
     const port = await this.transport.listen();
@@ -681,8 +684,15 @@ export class ConclaveServer {
 
   // ------------------------------------------------------------ answering peers
 
-  private async answer(_from: NodeId, request: PeerRequest): Promise<PeerAnswer<unknown>> {
+  private async answer(_from: NodeId, request: PeerRequest, trusted: boolean): Promise<PeerAnswer<unknown>> {
     try {
+      // A peer that did not name our cluster in its hello (a server still joining, a client
+      // agent, or a stray process) may only find servers, ask to join and report liveness.
+      if (!trusted && !OPEN_REQUESTS.has(request.kind)) {
+        throw new Error(
+          `refused: '${request.kind}' needs a peer of cluster ${this.clusterId || '(none yet)'}`,
+        );
+      }
       if (request.kind === 'discover') {
         if (this.needsCluster() && request.from.id !== this.id) {
           this.state.directory.remember(request.from);

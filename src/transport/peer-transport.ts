@@ -31,8 +31,11 @@ export interface PeerTransportOptions {
   /** 0 picks an ephemeral port. */
   port: number;
   onRaftMessage: (m: Message) => void;
-  /** Answer a peer's request (forwarded writes, read-index, join); throw to send an error back. */
-  onRequest?: (from: NodeId, body: unknown) => Promise<unknown>;
+  /**
+   * Answer a peer's request (forwarded writes, read-index, join); throw to send an error back.
+   * `trusted`: the peer's hello named our cluster (a joining server or a client agent does not).
+   */
+  onRequest?: (from: NodeId, body: unknown, trusted: boolean) => Promise<unknown>;
   onUnreachable?: (peer: NodeId) => void;
   log?: (level: 'debug' | 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
   maxFrameBytes?: number;
@@ -445,7 +448,7 @@ export class PeerTransport {
           }
           this.opts.onRaftMessage(f.m);
         } else if (f.t === 'req') {
-          this.answer(socket, peer, f.id, f.body);
+          this.answer(socket, peer, trusted, f.id, f.body);
         }
       }
     });
@@ -456,7 +459,7 @@ export class PeerTransport {
     });
   }
 
-  private answer(socket: Socket, from: NodeId, id: number, body: unknown): void {
+  private answer(socket: Socket, from: NodeId, trusted: boolean, id: number, body: unknown): void {
     const handler = this.opts.onRequest;
     const reply = (ok: boolean, result: unknown) => {
       if (socket.destroyed) return;
@@ -470,7 +473,7 @@ export class PeerTransport {
       reply(false, 'this server takes no requests');
       return;
     }
-    handler(from, body).then(
+    handler(from, body, trusted).then(
       (result) => reply(true, result),
       (err: unknown) => reply(false, err instanceof Error ? err.message : String(err)),
     );

@@ -5,6 +5,7 @@ import { silentLogger } from '../../src/server/logger.js';
 import { RetryableError } from '../../src/server/raft-host.js';
 import { ConclaveServer } from '../../src/server/server.js';
 import { StoreError, StoreErrorCode, utf8 } from '../../src/store/index.js';
+import { PeerTransport } from '../../src/transport/peer-transport.js';
 
 // ConclaveServer in one process, over loopback: forwarded writes and their results, the
 // leader's lease clock, and bounded "no leader" failures.
@@ -151,6 +152,41 @@ test('server: the leader keeps servers in the catalog with a steady serfHealth c
       'the stopped server to turn critical',
     );
   } finally {
+    for (const s of servers) await s.stop();
+  }
+});
+
+test('server: a peer that does not name the cluster may discover and join, but not write, remove or transfer', async () => {
+  const servers = await startServers(1);
+  const stranger = new PeerTransport({
+    nodeId: 'stranger',
+    clusterId: '',
+    host: '127.0.0.1',
+    port: 0,
+    onRaftMessage: () => {},
+  });
+  try {
+    const leader = servers[0]!;
+    const ask = async (body: unknown) =>
+      (await stranger.requestAt(leader.serverAddress, body, 5000)).body as {
+        ok: boolean;
+        error?: { message: string };
+      };
+    const discovered = await ask({ kind: 'servers' });
+    assert.equal(discovered.ok, true);
+    for (const body of [
+      { kind: 'write', command: { type: 'put', key: utf8('x'), value: utf8('1') } },
+      { kind: 'remove', id: leader.id },
+      { kind: 'transfer', id: leader.id },
+    ]) {
+      const answer = await ask(body);
+      assert.equal(answer.ok, false, body.kind);
+      assert.match(answer.error?.message ?? '', /^refused: /);
+    }
+    assert.equal(leader.store.get(utf8('x')), null);
+    assert.equal(leader.isLeader(), true);
+  } finally {
+    await stranger.close();
     for (const s of servers) await s.stop();
   }
 });
