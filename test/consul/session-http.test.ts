@@ -125,3 +125,75 @@ describe('txn check-session', () => {
     assert.equal(holder.status, 200, holder.text);
   });
 });
+
+describe('session ServiceChecks', () => {
+  const node = 'svc-node';
+  const register = (status: string, checkId = 'service:web') =>
+    call('PUT', '/v1/catalog/register', {
+      Node: node,
+      Address: '10.1.1.1',
+      Service: { ID: 'web', Service: 'web', Port: 80 },
+      Check: { CheckID: checkId, Name: 'web alive', ServiceID: 'web', Status: status },
+    });
+  const info = async (id: string) =>
+    (await call('GET', `/v1/session/info/${id}`)).json as Record<string, unknown>[];
+
+  test('create checks each service check exists and is not critical; info echoes them', async () => {
+    assert.equal((await register('passing')).status, 200);
+    const id = await create({ Node: node, NodeChecks: [], ServiceChecks: [{ ID: 'service:web' }] });
+    const [session] = await info(id);
+    assert.deepEqual(session!.ServiceChecks, [{ ID: 'service:web', Namespace: '' }]);
+    assert.deepEqual(session!.NodeChecks, []);
+
+    const missing = await call('PUT', '/v1/session/create', {
+      Node: node,
+      NodeChecks: [],
+      ServiceChecks: [{ ID: 'service:nope' }],
+    });
+    assert.equal(missing.status, 500);
+    assert.equal(missing.text, "Missing check 'service:nope' registration");
+
+    assert.equal((await register('critical', 'service:web-down')).status, 200);
+    const critical = await call('PUT', '/v1/session/create', {
+      Node: node,
+      NodeChecks: [],
+      ServiceChecks: [{ ID: 'service:web-down', Namespace: '' }],
+    });
+    assert.equal(critical.status, 500);
+    assert.equal(critical.text, "Check 'service:web-down' is in critical state");
+    assert.equal(
+      (await call('PUT', '/v1/session/create', { ServiceChecks: [{ Namespace: 'x' }] })).status,
+      400,
+    );
+    // A session with no service checks shows null, as Consul.
+    const [plain] = await info(await create());
+    assert.equal(plain!.ServiceChecks, null);
+    assert.deepEqual(plain!.NodeChecks, ['serfHealth']);
+  });
+
+  test('a listed service check going critical invalidates the session and releases its locks', async () => {
+    assert.equal((await register('passing')).status, 200);
+    const id = await create({
+      Node: node,
+      NodeChecks: [],
+      ServiceChecks: [{ ID: 'service:web' }],
+      LockDelay: '0s',
+    });
+    assert.equal((await call('PUT', `/v1/kv/svc/lock?acquire=${id}`, 'x')).json, true);
+    assert.equal((await register('critical')).status, 200);
+    assert.deepEqual(await info(id), []);
+    const [entry] = (await call('GET', '/v1/kv/svc/lock')).json as { Session?: string }[];
+    assert.equal(entry!.Session, undefined);
+  });
+
+  test('deregistering a listed service check invalidates the session', async () => {
+    assert.equal((await register('passing')).status, 200);
+    const id = await create({ Node: node, NodeChecks: [], ServiceChecks: [{ ID: 'service:web' }] });
+    assert.equal((await info(id)).length, 1);
+    assert.equal(
+      (await call('PUT', '/v1/catalog/deregister', { Node: node, CheckID: 'service:web' })).status,
+      200,
+    );
+    assert.deepEqual(await info(id), []);
+  });
+});

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { LeaseInfo, Result } from '../../store/index.js';
-import { Topic } from '../../store/index.js';
+import type { CatalogCheck, LeaseInfo, Result } from '../../store/index.js';
+import { StoreErrorCode, Topic } from '../../store/index.js';
+import { field, isObject } from './decode.js';
 import { badRequest, HttpError } from './errors.js';
 import { blockingRead, type ConsulContext } from './http.js';
 import { durationMs } from './query.js';
@@ -73,6 +74,23 @@ function lockDelayMs(v: unknown): number {
   throw badRequest(`Request decode failed: invalid LockDelay ${JSON.stringify(v)}`);
 }
 
+/**
+ * ServiceChecks: `[{ID, Namespace}]` (Namespace is Enterprise; kept for the echo). Consul looks
+ * them up by ID on the session's node, as it does NodeChecks, so the store ties them the same way.
+ */
+function serviceChecks(v: unknown): { ID: string; Namespace: string }[] {
+  if (v === undefined || v === null) return [];
+  const fail = () => badRequest('Request decode failed: ServiceChecks must be a list of {ID, Namespace}');
+  if (!Array.isArray(v)) throw fail();
+  return v.map((item: unknown) => {
+    if (!isObject(item)) throw fail();
+    const id = field(item, 'ID');
+    const namespace = field(item, 'Namespace') ?? '';
+    if (typeof id !== 'string' || id === '' || typeof namespace !== 'string') throw fail();
+    return { ID: id, Namespace: namespace };
+  });
+}
+
 function stringList(v: unknown, field: string): string[] {
   if (v === undefined || v === null) return [];
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v;
@@ -84,7 +102,21 @@ function goDuration(ms: number): string {
   return `${Math.round(ms / 1000)}s`;
 }
 
-export function toConsulSession(lease: LeaseInfo): Record<string, unknown> {
+/**
+ * A session as Consul shows it. The store keeps one list of the checks a session is tied to;
+ * the ones registered for a service are shown as ServiceChecks, the rest as NodeChecks.
+ */
+export function toConsulSession(
+  lease: LeaseInfo,
+  catalog: { check(node: string, checkId: string): CatalogCheck | undefined },
+): Record<string, unknown> {
+  const nodeChecks: string[] = [];
+  const serviceChecks: { ID: string; Namespace: string }[] = [];
+  for (const id of lease.checks) {
+    const serviceId = catalog.check(lease.node, id)?.serviceId ?? '';
+    if (serviceId === '') nodeChecks.push(id);
+    else serviceChecks.push({ ID: id, Namespace: '' });
+  }
   return {
     ID: formatSessionId(lease.id),
     Name: lease.name,
@@ -93,8 +125,8 @@ export function toConsulSession(lease: LeaseInfo): Record<string, unknown> {
     Behavior: lease.behavior,
     TTL: lease.ttlMs > 0 ? goDuration(lease.ttlMs / TTL_MULTIPLIER) : '',
     Checks: lease.checks,
-    NodeChecks: lease.checks,
-    ServiceChecks: null,
+    NodeChecks: nodeChecks,
+    ServiceChecks: serviceChecks.length > 0 ? serviceChecks : null,
     CreateIndex: lease.createRevision,
     ModifyIndex: lease.createRevision,
   };
@@ -140,10 +172,11 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
         throw badRequest(`Invalid Session TTL '${body.TTL}', must be between [10s=24h0m0s]`);
       }
     }
-    // Neither Checks nor NodeChecks: tie the session to the node's serfHealth, as Consul does.
+    // Neither Checks nor NodeChecks: tie the session to the node's serfHealth, as Consul does
+    // (ServiceChecks alone keep it).
     const explicit = [...stringList(body.Checks, 'Checks'), ...stringList(body.NodeChecks, 'NodeChecks')];
-    const checks =
-      body.Checks === undefined && body.NodeChecks === undefined ? ['serfHealth'] : [...new Set(explicit)];
+    const nodeChecks = body.Checks === undefined && body.NodeChecks === undefined ? ['serfHealth'] : explicit;
+    const checks = [...new Set([...nodeChecks, ...serviceChecks(body.ServiceChecks).map((c) => c.ID)])];
     const name = body.Name === undefined ? '' : body.Name;
     if (typeof name !== 'string') throw badRequest('Request decode failed: Name must be a string');
     const result = await server.write({
@@ -156,6 +189,15 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
       checks,
       name,
     });
+    // Consul's texts for a session tied to a check that is missing or critical.
+    if (
+      result.type === 'error' &&
+      (result.error.code === StoreErrorCode.CheckNotFound ||
+        result.error.code === StoreErrorCode.CheckCritical)
+    ) {
+      const { message } = result.error;
+      throw new HttpError(500, `${message.charAt(0).toUpperCase()}${message.slice(1)}`);
+    }
     const granted = expectResult(result, 'leaseGrant');
     return { ID: formatSessionId(granted.id) };
   });
@@ -177,14 +219,14 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
     const result = expectResult(await server.write({ type: 'leaseKeepAlive', ids: [id] }), 'leaseKeepAlive');
     const lease = server.store.lease(id);
     if (!result.leases[0]?.found || !lease) return notFound();
-    return [toConsulSession(lease)];
+    return [toConsulSession(lease, server.store.catalog)];
   });
 
   app.get('/v1/session/info/:id', async (req, reply) => {
     const { id } = sessionParam(req);
     return blockingRead(ctx, req, reply, sessions, () => {
       const lease = id === null ? undefined : server.store.lease(id);
-      return lease && isSession(lease) ? [toConsulSession(lease)] : [];
+      return lease && isSession(lease) ? [toConsulSession(lease, server.store.catalog)] : [];
     });
   });
 
@@ -194,13 +236,16 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
       server.store
         .leases()
         .filter((l) => l.node === node)
-        .map(toConsulSession),
+        .map((l) => toConsulSession(l, server.store.catalog)),
     );
   });
 
   app.get('/v1/session/list', async (req, reply) =>
     blockingRead(ctx, req, reply, sessions, () =>
-      server.store.leases().filter(isSession).map(toConsulSession),
+      server.store
+        .leases()
+        .filter(isSession)
+        .map((l) => toConsulSession(l, server.store.catalog)),
     ),
   );
 }
