@@ -1,11 +1,21 @@
+import { constants } from 'node:buffer';
 import { Packr } from 'msgpackr';
+import { invariant } from '../raft/assert.js';
 
 /**
  * Length-prefixed frames: a 4-byte big-endian payload length, then a msgpack payload.
  * Peer traffic is binary (DESIGN.md principle 4); the length prefix lets a reader reject an
  * oversized frame before buffering it.
+ *
+ * A message larger than one frame (a snapshot of a big store) travels as several: every frame
+ * but the last has the top bit of its length word set, and the reader joins the pieces, up to
+ * `maxMessageBytes`. So the frame limit bounds what a reader buffers before it can judge a
+ * header, without bounding what the cluster can hold.
  */
 export const FRAME_HEADER_BYTES = 4;
+const MORE_FOLLOWS = 0x8000_0000;
+/** Largest message by default: Node's largest Buffer. */
+export const DEFAULT_MAX_MESSAGE_BYTES = constants.MAX_LENGTH;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -19,35 +29,68 @@ export class FrameTooLargeError extends Error {
   }
 }
 
-export function encodeFrame(value: unknown, maxFrameBytes: number): Buffer {
+/** One message as bytes to write: one frame, or several when it exceeds `maxFrameBytes`. */
+export function encodeFrame(
+  value: unknown,
+  maxFrameBytes: number,
+  maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+): Buffer {
+  invariant(maxFrameBytes > 0 && maxFrameBytes < MORE_FOLLOWS, 'frame limit out of range');
   const payload = packr.pack(value);
-  if (payload.length > maxFrameBytes) throw new FrameTooLargeError(payload.length, maxFrameBytes);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
-  payload.copy(frame, FRAME_HEADER_BYTES);
-  return frame;
+  if (payload.length > maxMessageBytes) throw new FrameTooLargeError(payload.length, maxMessageBytes);
+  const pieces = Math.max(1, Math.ceil(payload.length / maxFrameBytes));
+  const out = Buffer.allocUnsafe(pieces * FRAME_HEADER_BYTES + payload.length);
+  let at = 0;
+  for (let from = 0, piece = 1; piece <= pieces; piece++) {
+    const length = Math.min(maxFrameBytes, payload.length - from);
+    out.writeUInt32BE(piece < pieces ? MORE_FOLLOWS + length : length, at);
+    payload.copy(out, at + FRAME_HEADER_BYTES, from, from + length);
+    at += FRAME_HEADER_BYTES + length;
+    from += length;
+  }
+  return out;
 }
 
-/** Reassembles frames from stream chunks; throws FrameTooLargeError on an oversized header. */
+/** Reassembles messages from stream chunks; throws FrameTooLargeError on an oversized header. */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Pieces of a message split over several frames, and their total size. */
+  private pieces: Buffer[] = [];
+  private pieceBytes = 0;
 
-  constructor(private readonly maxFrameBytes: number) {}
+  constructor(
+    private readonly maxFrameBytes: number,
+    private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+  ) {}
 
-  /** Feed one chunk; returns every complete frame's decoded value. */
+  /** Feed one chunk; returns every complete message's decoded value. */
   push(chunk: Buffer): unknown[] {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const out: unknown[] = [];
     for (;;) {
       if (this.buffered < FRAME_HEADER_BYTES) break;
-      const head = this.peek(FRAME_HEADER_BYTES);
-      const length = head.readUInt32BE(0);
+      const word = this.peek(FRAME_HEADER_BYTES).readUInt32BE(0);
+      const more = word >= MORE_FOLLOWS;
+      const length = more ? word - MORE_FOLLOWS : word;
       if (length > this.maxFrameBytes) throw new FrameTooLargeError(length, this.maxFrameBytes);
+      if (this.pieceBytes + length > this.maxMessageBytes) {
+        throw new FrameTooLargeError(this.pieceBytes + length, this.maxMessageBytes);
+      }
       if (this.buffered < FRAME_HEADER_BYTES + length) break;
-      const frame = this.take(FRAME_HEADER_BYTES + length);
-      out.push(packr.unpack(frame.subarray(FRAME_HEADER_BYTES)));
+      const payload = this.take(FRAME_HEADER_BYTES + length).subarray(FRAME_HEADER_BYTES);
+      if (!more && this.pieces.length === 0) {
+        out.push(packr.unpack(payload));
+        continue;
+      }
+      this.pieces.push(payload);
+      this.pieceBytes += length;
+      if (more) continue;
+      const whole = Buffer.concat(this.pieces, this.pieceBytes);
+      this.pieces = [];
+      this.pieceBytes = 0;
+      out.push(packr.unpack(whole));
     }
     return out;
   }

@@ -17,7 +17,10 @@ function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
   });
 }
 
-async function pair(overrides: Partial<PeerTransportOptions> = {}) {
+async function pair(
+  overrides: Partial<PeerTransportOptions> = {},
+  overridesA: Partial<PeerTransportOptions> = {},
+) {
   const gotA: Message[] = [];
   const gotB: Message[] = [];
   const a = new PeerTransport({
@@ -26,6 +29,7 @@ async function pair(overrides: Partial<PeerTransportOptions> = {}) {
     host: '127.0.0.1',
     port: 0,
     onRaftMessage: (m) => gotA.push(m),
+    ...overridesA,
   });
   const b = new PeerTransport({
     nodeId: 'b',
@@ -173,5 +177,46 @@ test('reconnects after the peer restarts on the same port', async () => {
     }
   } finally {
     await a.close();
+  }
+});
+
+test('a message larger than one frame travels as several and arrives whole, however the bytes are cut', () => {
+  const data = new Uint8Array(10_000).map((_, i) => i % 251);
+  const bytes = Buffer.concat([
+    encodeFrame({ a: 1 }, 1024),
+    encodeFrame({ big: data }, 1024),
+    encodeFrame('z', 1024),
+  ]);
+  assert.ok(bytes.length > 10_000 + 4 * 10, 'split into frames of at most 1024 bytes');
+  for (const step of [1, 7, 1000, 1028, bytes.length]) {
+    const d = new FrameDecoder(1024);
+    const out: unknown[] = [];
+    for (let at = 0; at < bytes.length; at += step) out.push(...d.push(bytes.subarray(at, at + step)));
+    assert.equal(out.length, 3);
+    assert.deepEqual(out[0], { a: 1 });
+    assert.deepEqual([...(out[1] as { big: Uint8Array }).big], [...data]);
+    assert.equal(out[2], 'z');
+  }
+  // The whole message is bounded too.
+  assert.throws(() => new FrameDecoder(1024, 4096).push(bytes), FrameTooLargeError);
+  assert.throws(() => encodeFrame({ big: data }, 1024, 4096), FrameTooLargeError);
+});
+
+test('a snapshot-sized raft message larger than the frame limit reaches the peer', async () => {
+  const { a, b, gotB } = await pair({ maxFrameBytes: 64 << 10 }, { maxFrameBytes: 64 << 10 });
+  try {
+    const data = new Uint8Array(1 << 20).map((_, i) => (i * 7) % 256);
+    a.send({
+      type: MessageType.Snap,
+      from: 'a',
+      to: 'b',
+      term: 1,
+      snapshot: { meta: { index: 5, term: 1, config: { voters: ['a', 'b'], learners: [] } }, data },
+    });
+    await until(() => gotB.length === 1);
+    assert.deepEqual(Buffer.from(gotB[0]!.snapshot!.data), Buffer.from(data));
+  } finally {
+    await a.close();
+    await b.close();
   }
 });
