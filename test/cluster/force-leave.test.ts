@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { AgentProcess, Cluster, waitFor } from './harness.js';
+import { AgentProcess, Cluster, runConclave, waitFor } from './harness.js';
 
 // `conclave join`, `members` and `force-leave` on real processes: a client started alone joins
 // the pool through one server's gossip address; a SIGKILLed client, force-left, is left
 // everywhere and leaves the catalog; a SIGKILLed server, force-left through a client, also
 // leaves the Raft configuration; an alive member or an unknown name is refused.
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 interface Member {
   Name: string;
@@ -19,24 +15,6 @@ interface Member {
 
 const statusOf = async (via: AgentProcess, name: string) =>
   (await via.json<Member[]>('GET', '/v1/agent/members')).find((m) => m.Name === name)?.Status;
-
-function conclave(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env };
-  delete env.CONSUL_HTTP_ADDR;
-  delete env.CONCLAVE_HTTP_ADDR;
-  delete env.NODE_TEST_CONTEXT;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['bin/conclave.mjs', ...args],
-      { cwd: ROOT, env, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 test('join, members and force-leave', { timeout: 300_000 }, async () => {
   const c = await Cluster.bootstrap(3);
@@ -48,7 +26,7 @@ test('join, members and force-leave', { timeout: 300_000 }, async () => {
     const c2 = new AgentProcess('c2', join(c.rootDir, 'c2'), [], 'client');
     c.clients.push(c2);
     await c2.start();
-    const joined = await conclave([
+    const joined = await runConclave([
       'join',
       `127.0.0.1:${s1.serfPort}`,
       '-http-addr',
@@ -56,7 +34,7 @@ test('join, members and force-leave', { timeout: 300_000 }, async () => {
     ]);
     assert.equal(joined.code, 0, joined.stderr);
     assert.match(joined.stdout, /Successfully joined cluster by contacting 1 nodes/);
-    const bad = await conclave(['join', '127.0.0.1:1', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
+    const bad = await runConclave(['join', '127.0.0.1:1', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /Failed to join 127\.0\.0\.1:1/);
     for (const via of [s1, s3, c1, c2])
@@ -66,7 +44,7 @@ test('join, members and force-leave', { timeout: 300_000 }, async () => {
         30_000,
         `${via.name} to see 5 alive members`,
       );
-    const table = await conclave(['members', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
+    const table = await runConclave(['members', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trim().split('\n');
     assert.match(lines[0]!, /^Node\s+Address\s+Status\s+Type\s+Build\s+Protocol\s+DC$/);
@@ -80,7 +58,7 @@ test('join, members and force-leave', { timeout: 300_000 }, async () => {
         ['s3', 'alive', 'server', '2', 'dc1'],
       ],
     );
-    const detailed = await conclave(['members', '-detailed', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
+    const detailed = await runConclave(['members', '-detailed', '-http-addr', `127.0.0.1:${c2.httpPort}`]);
     assert.match(detailed.stdout, /^s1\s+\S+\s+alive\s+.*role=consul/m);
 
     // Refused: an alive member, an unknown name.
@@ -110,7 +88,7 @@ test('join, members and force-leave', { timeout: 300_000 }, async () => {
     const others = [s1, s2, s3].filter((s) => s !== victim);
     await victim.stop('SIGKILL');
     await waitFor(async () => (await statusOf(c2, victim.name)) === 4, 60_000, `${victim.name} failed on c2`);
-    const cli = await conclave(['force-leave', victim.name, '-http-addr', `127.0.0.1:${c2.httpPort}`]);
+    const cli = await runConclave(['force-leave', victim.name, '-http-addr', `127.0.0.1:${c2.httpPort}`]);
     assert.equal(cli.code, 0, cli.stderr);
     for (const via of [...others, c2])
       await waitFor(async () => (await statusOf(via, victim.name)) === 3, 20_000, `${victim.name} left`);

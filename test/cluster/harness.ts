@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -133,6 +133,13 @@ export class AgentProcess {
 
   signal(signal: NodeJS.Signals): void {
     this.child?.kill(signal);
+  }
+
+  /** Wait for the process to end by itself (after `conclave leave`); returns its exit code. */
+  async waitForExit(timeoutMs = 15_000): Promise<number | null> {
+    const code = await withTimeout(this.exited, timeoutMs, `${this.name} did not exit`);
+    this.child = null;
+    return code;
   }
 
   async http(
@@ -333,4 +340,23 @@ export async function assertAllPresent(
 
 export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'conclave-'));
+}
+
+/** Run the `conclave` command line (as an operator would) and collect its output. */
+export function runConclave(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  delete env.CONSUL_HTTP_ADDR;
+  delete env.CONCLAVE_HTTP_ADDR;
+  delete env.NODE_TEST_CONTEXT;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['bin/conclave.mjs', ...args],
+      { cwd: ROOT, env, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assertAllPresent, Cluster, waitFor } from './harness.js';
+import { assertAllPresent, Cluster, runConclave, waitFor } from './harness.js';
 
 // Membership on real processes: a server joins as a non-voter and is promoted once caught up;
 // a dead server is removed; leadership moves on request; a rolling restart (graceful leave,
@@ -18,21 +18,34 @@ test('membership: join a 4th server under load, remove a dead one, transfer lead
     const s4 = c.add('s4', ['-retry-join', c.agents[0]!.serverAddress]);
     await s4.start();
     await waitFor(async () => (await c.voters(c.agents[0]!)).includes(s4.id), 30_000, 's4 to become a voter');
-    // It came in as a non-voter and got its vote only after catching up.
-    const lines = c.agents.flatMap((a) => a.lines);
-    const added = lines.findIndex((l) => l.msg === 'added a non-voting server' && l.id === s4.id);
-    const promoted = lines.find((l) => l.msg === 'promoted a caught-up server to voter' && l.id === s4.id);
-    assert.ok(added >= 0, 'the leader added s4 as a non-voter');
-    assert.ok(promoted, 'the leader promoted s4');
+    // It came in as a non-voter and got its vote only after catching up: the leader logged
+    // the two steps in that order.
+    const leaderLines = c.agents
+      .map((a) => a.lines)
+      .find((lines) => lines.some((l) => l.msg === 'added a non-voting server' && l.id === s4.id));
+    assert.ok(leaderLines, 'the leader added s4 as a non-voter');
+    const added = leaderLines.findIndex((l) => l.msg === 'added a non-voting server' && l.id === s4.id);
+    const promoted = leaderLines.findIndex(
+      (l) => l.msg === 'promoted a caught-up server to voter' && l.id === s4.id,
+    );
+    assert.ok(promoted > added, 'the same leader promoted s4 after adding it');
     const afterJoin = load.acked.size;
     await waitFor(() => load.acked.size >= afterJoin + 30, 30_000, 'writes after the join');
 
-    // Remove a dead follower (not s4) with the operator endpoint.
+    // Remove a dead follower (not s4) with the operator command.
     let leader = await c.waitForLeader();
     const victim = c.agents.find((a) => a !== leader && a !== s4)!;
     await victim.stop('SIGKILL');
-    const r = await leader.http('DELETE', `/v1/operator/raft/peer?id=${victim.id}`);
-    assert.equal(r.status, 200, r.text);
+    const httpAddr = (a: typeof leader) => ['-http-addr', `127.0.0.1:${a.httpPort}`];
+    const removed = await runConclave([
+      'operator',
+      'raft',
+      'remove-peer',
+      '-id',
+      victim.id,
+      ...httpAddr(leader),
+    ]);
+    assert.equal(removed.code, 0, removed.stderr);
     await waitFor(
       async () => !(await c.voters(leader)).includes(victim.id),
       20_000,
@@ -44,13 +57,39 @@ test('membership: join a 4th server under load, remove a dead one, transfer lead
     assert.equal(unknown.status, 400);
     assert.match(unknown.text, /not found in the Raft configuration/);
 
-    // Hand leadership to a named voter.
+    // Hand leadership to a named voter (HTTP), then to whichever voter is best (the command
+    // without -id), then back by name through a follower (the command with -id).
     const target = c.running().find((a) => a !== leader)!;
     const t = await leader.http('POST', `/v1/operator/raft/transfer-leader?id=${target.id}`);
     assert.equal(t.status, 200, t.text);
     assert.deepEqual(JSON.parse(t.text), { Success: true });
     leader = await c.waitForLeader(20_000, c.running());
     assert.equal(leader, target);
+    const before = leader;
+    const anyone = await runConclave(['operator', 'raft', 'transfer-leader', ...httpAddr(leader)]);
+    assert.equal(anyone.code, 0, anyone.stderr);
+    await waitFor(
+      async () => (await c.waitForLeader(20_000, c.running())) !== before,
+      20_000,
+      'a new leader',
+    );
+    leader = await c.waitForLeader(20_000, c.running());
+    const follower = c.running().find((a) => a !== leader)!;
+    const named = await runConclave([
+      'operator',
+      'raft',
+      'transfer-leader',
+      '-id',
+      before.id,
+      ...httpAddr(follower),
+    ]);
+    assert.equal(named.code, 0, named.stderr);
+    await waitFor(
+      async () => (await c.waitForLeader(20_000, c.running())) === before,
+      20_000,
+      'the named leader',
+    );
+    leader = before;
 
     const mark = load.acked.size;
     await waitFor(() => load.acked.size >= mark + 30, 30_000, 'writes after the transfer');
@@ -94,10 +133,18 @@ test('membership: rolling restart of every server, one at a time, with no failed
     })();
     const load = c.load('roll', () => [...available]);
 
-    for (const a of c.agents) {
+    for (const [i, a] of c.agents.entries()) {
       available.delete(a);
       await new Promise((r) => setTimeout(r, 300));
-      const code = await a.stop('SIGTERM');
+      // The first leaves through `conclave leave`, the others on SIGTERM.
+      let code: number | null;
+      if (i === 0) {
+        const left = await runConclave(['leave', '-http-addr', `127.0.0.1:${a.httpPort}`]);
+        assert.equal(left.code, 0, left.stderr);
+        code = await a.waitForExit();
+      } else {
+        code = await a.stop('SIGTERM');
+      }
       assert.equal(code, 0, `${a.name} exits 0 after a graceful leave`);
       const rest = c.agents.find((x) => x !== a)!;
       await waitFor(async () => !(await c.voters(rest)).includes(a.id), 10_000, `${a.name} to have left`);
