@@ -63,7 +63,10 @@ export interface RaftHostOptions {
   tickMs?: number;
   electionTicks?: number;
   heartbeatTicks?: number;
-  /** Take an application snapshot after this many applied entries. */
+  /**
+   * Take an application snapshot after this many applied entries, and once the entries applied
+   * since the last snapshot add up to at least its size (see `maybeSnapshot`).
+   */
   snapshotEveryEntries?: number;
   /** Entries kept in memory behind a snapshot, so slightly slow followers avoid a snapshot transfer. */
   keepEntriesAfterSnapshot?: number;
@@ -114,6 +117,9 @@ export class RaftHost {
   private readonly readPrefix = randomBytes(4).toString('hex');
   private applied = 0;
   private lastSnapshotIndex = 0;
+  /** Size of the last snapshot taken or installed, and entry bytes applied since it. */
+  private lastSnapshotBytes = 0;
+  private bytesSinceSnapshot = 0;
   private leader: NodeId = '';
   private snapshotting = false;
   /** A snapshot is being captured chunk by chunk (applies go on meanwhile). */
@@ -151,6 +157,7 @@ export class RaftHost {
       this.opts.stateMachine.restore(snapshot.data);
       this.applied = snapshot.meta.index;
       this.lastSnapshotIndex = snapshot.meta.index;
+      this.lastSnapshotBytes = snapshot.data.byteLength;
     }
     const seed = randomBytes(4).readUInt32LE(0);
     let state = seed || 1;
@@ -395,6 +402,8 @@ export class RaftHost {
       this.applyQueue = this.applyQueue.filter((e) => e.index > index);
       this.applied = index;
       this.lastSnapshotIndex = index;
+      this.lastSnapshotBytes = rd.snapshot.data.byteLength;
+      this.bytesSinceSnapshot = 0;
       this.opts.onSnapshotInstalled?.(index);
       // Proposals at or below the snapshot were decided elsewhere; their results are unknown here.
       for (const [i, p] of this.proposals) {
@@ -433,6 +442,7 @@ export class RaftHost {
     this.applyQueue = [];
     for (const e of entries) {
       const result = e.data.byteLength > 0 || e.change ? sm.apply(e) : undefined;
+      this.bytesSinceSnapshot += e.data.byteLength;
       this.applied = e.index;
       const p = this.proposals.get(e.index);
       if (p) {
@@ -458,16 +468,24 @@ export class RaftHost {
     }
   }
 
+  /**
+   * A snapshot costs time in proportion to the whole state, so one is taken only once the log
+   * since the last has grown to that state's size (as Redis rewrites its append-only file when
+   * it has doubled): the cost per written byte stays constant however large the store, and the
+   * log kept until then is at most about one snapshot's size. `snapshotEveryEntries` is the floor.
+   */
   private maybeSnapshot(): void {
     const raft = this.raft!;
     if (
       this.snapshotting ||
       this.capturing ||
-      this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries
+      this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries ||
+      this.bytesSinceSnapshot < this.lastSnapshotBytes
     )
       return;
     const sm = this.opts.stateMachine;
     const index = this.applied;
+    this.bytesSinceSnapshot = 0;
     const chunks: Uint8Array[] = [];
     const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
     this.capturing = true;
@@ -509,6 +527,7 @@ export class RaftHost {
     if (!snap) return;
     this.snapshotting = true;
     this.lastSnapshotIndex = snap.meta.index;
+    this.lastSnapshotBytes = data.byteLength;
     this.opts.storage.saveSnapshot(snap).then(
       () => {
         this.snapshotting = false;
