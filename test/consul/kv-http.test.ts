@@ -173,3 +173,28 @@ describe('txn KV results', () => {
     );
   });
 });
+
+describe('?wait', () => {
+  test('wait=0 blocks (with the default wait) until the key changes', async () => {
+    await call('PUT', '/v1/kv/wait/key', 'one');
+    const first = await call('GET', '/v1/kv/wait/key');
+    const index = first.headers.get('x-consul-index');
+    const waiting = call('GET', `/v1/kv/wait/key?index=${index}&wait=0`);
+    await call('PUT', '/v1/kv/wait/key', 'two');
+    const woke = await waiting;
+    assert.equal(woke.status, 200);
+    assert.equal((json(woke) as { Value: string }[])[0]!.Value, b64('two'));
+  });
+
+  test('a bare number is 400 "Invalid wait time", with or without ?index', async () => {
+    for (const path of [
+      '/v1/kv/wait/key?wait=10',
+      '/v1/kv/wait/key?index=1&wait=10',
+      '/v1/session/list?wait=x',
+    ]) {
+      const reply = await call('GET', path);
+      assert.equal(reply.status, 400, path);
+      assert.equal(reply.text, 'Invalid wait time');
+    }
+  });
+});

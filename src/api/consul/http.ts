@@ -6,11 +6,11 @@ import type { WaitTarget } from '../../store/index.js';
 import { registerAgentRoutes } from './agent.js';
 import { registerAgentServiceRoutes } from './agent-services.js';
 import { registerCatalogRoutes } from './catalog.js';
-import { badRequest, HttpError, toHttpError } from './errors.js';
+import { HttpError, toHttpError } from './errors.js';
 import { registerHealthRoutes } from './health.js';
 import { stringifyJson } from './json.js';
 import { registerKvRoutes } from './kv.js';
-import { consistency, durationMs, query, setIndexHeaders, uintParam } from './query.js';
+import { clampWait, consistency, query, setIndexHeaders, uintParam, waitParam } from './query.js';
 import { registerSessionRoutes } from './session.js';
 import { registerStatusRoutes } from './status.js';
 import { registerTxnRoutes } from './txn.js';
@@ -38,9 +38,6 @@ export interface ConsulContext {
   agent: AgentControl;
   options: ConsulHttpOptions;
 }
-
-const DEFAULT_WAIT_MS = 5 * 60_000;
-const MAX_WAIT_MS = 10 * 60_000;
 
 /**
  * A Fastify instance with Consul's HTTP conventions: raw bodies, plain-text errors with
@@ -130,16 +127,13 @@ export async function blockingRead<T>(
   const mode = consistency(q);
   await ctx.server.readBarrier(mode);
   const minIndex = uintParam(q, 'index') ?? 0;
+  const requestedWaitMs = waitParam(q); // checked even without ?index=, as Consul does
   // After a read barrier this store has every revision a client can have seen, so an index
   // beyond it is from the future (a restored or another cluster): answer at once with the real
   // index, so the client sees it go backwards and resets, as Consul documents. A stale read
   // may simply be behind, so it waits.
   if (minIndex > 0 && (minIndex <= ctx.server.store.revision || mode === 'stale')) {
-    let waitMs = q.wait !== undefined ? durationMs(q.wait, 'wait') : DEFAULT_WAIT_MS;
-    if (waitMs > MAX_WAIT_MS) waitMs = MAX_WAIT_MS;
-    if (waitMs <= 0) throw badRequest('wait must be positive');
-    waitMs += Math.random() * (waitMs / 16);
-    await waitForIndex(ctx, req, target, minIndex, waitMs);
+    await waitForIndex(ctx, req, target, minIndex, clampWait(requestedWaitMs, Math.random()));
   }
   setIndexHeaders(reply, ctx.server.store.index(target), ctx.server);
   return read();

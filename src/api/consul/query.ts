@@ -67,6 +67,40 @@ export function durationMs(raw: string, name: string): number {
   return total;
 }
 
+/** Blocking queries: Consul's default and longest wait, and its jitter fraction (agent/structs). */
+export const DEFAULT_WAIT_MS = 5 * 60_000;
+export const MAX_WAIT_MS = 10 * 60_000;
+const WAIT_JITTER_FRACTION = 16;
+
+/**
+ * Consul's ?wait= (time.ParseDuration): a duration with units ("10s", "1m30s"); "0" is the one
+ * bare number Go accepts. undefined when absent; 400 "Invalid wait time" otherwise, as Consul.
+ */
+export function waitParam(q: Query): number | undefined {
+  const raw = q.wait;
+  if (raw === undefined || raw === '') return undefined;
+  const sign = raw.startsWith('-') ? -1 : 1;
+  const unsigned = raw.replace(/^[+-]/, '');
+  if (/^0+$/.test(unsigned)) return 0;
+  if (/^[\d.]+$/.test(unsigned)) throw badRequest('Invalid wait time');
+  try {
+    return sign * durationMs(unsigned, 'wait');
+  } catch {
+    throw badRequest('Invalid wait time');
+  }
+}
+
+/**
+ * How long a blocking query waits: the requested time, or the default when none or not positive
+ * (Consul treats wait=0 so), capped at the maximum, plus up to 1/16 more of jitter so watchers
+ * that started together do not all return together. `random01` is in [0, 1).
+ */
+export function clampWait(requestedMs: number | undefined, random01: number): number {
+  const base =
+    requestedMs === undefined || !(requestedMs > 0) ? DEFAULT_WAIT_MS : Math.min(requestedMs, MAX_WAIT_MS);
+  return base + random01 * (base / WAIT_JITTER_FRACTION);
+}
+
 export function setIndexHeaders(
   reply: FastifyReply,
   index: number,
