@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Agent } from '../../src/agent/agent.js';
 import { restore, snapshot, utf8 } from '../../src/store/index.js';
@@ -195,6 +198,45 @@ describe('?wait', () => {
       const reply = await call('GET', path);
       assert.equal(reply.status, 400, path);
       assert.equal(reply.text, 'Invalid wait time');
+    }
+  });
+});
+
+describe('method and size limits', () => {
+  test('a known non-KV path with the wrong method is 405 with Allow', async () => {
+    const create = await call('GET', '/v1/session/create');
+    assert.equal(create.status, 405);
+    assert.equal(create.headers.get('allow'), 'PUT');
+    const nodes = await call('DELETE', '/v1/catalog/nodes');
+    assert.equal(nodes.status, 405);
+    assert.match(nodes.headers.get('allow') ?? '', /GET/);
+    assert.equal((await call('GET', '/v1/no/such/endpoint')).status, 404);
+  });
+
+  test('limits.kv_max_value_size from a config file sets the 413 limit of PUT and txn', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'conclave-kv-limit-'));
+    const file = join(dir, 'limits.json');
+    await writeFile(file, JSON.stringify({ limits: { kv_max_value_size: 1024 } }));
+    const small = await startInProcessAgent({ node: 'kv-limit', configFile: [file] });
+    try {
+      const put = (size: number) =>
+        fetch(`${small.base}/v1/kv/big`, { method: 'PUT', body: 'x'.repeat(size) }).then(async (r) => ({
+          status: r.status,
+          text: await r.text(),
+        }));
+      assert.deepEqual(await put(1024), { status: 200, text: 'true' });
+      const tooBig = await put(1025);
+      assert.equal(tooBig.status, 413);
+      assert.match(tooBig.text, /1025 bytes.*max size: 1024 bytes/);
+      const txn = await fetch(`${small.base}/v1/txn`, {
+        method: 'PUT',
+        body: JSON.stringify([{ KV: { Verb: 'set', Key: 'big', Value: b64('y'.repeat(1025)) } }]),
+      });
+      assert.equal(txn.status, 413);
+      await txn.text();
+    } finally {
+      await small.agent.shutdown();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -197,3 +197,35 @@ describe('session ServiceChecks', () => {
     assert.deepEqual(await info(id), []);
   });
 });
+
+describe('session endpoints', () => {
+  test('/v1/session/node/:node lists the sessions of that node only', async () => {
+    const mine = await create({ Name: 'on-agent' });
+    const listed = (await call('GET', `/v1/session/node/${NODE}`)).json as { ID: string; Node: string }[];
+    assert.ok(listed.some((s) => s.ID === mine));
+    assert.ok(listed.every((s) => s.Node === NODE));
+    const none = await call('GET', '/v1/session/node/no-such-node');
+    assert.equal(none.status, 200);
+    assert.deepEqual(none.json, []);
+  });
+
+  test('Behavior=delete: destroying the session deletes the keys it holds', async () => {
+    const id = await create({ Behavior: 'delete', LockDelay: '0s' });
+    const [session] = (await call('GET', `/v1/session/info/${id}`)).json as { Behavior: string }[];
+    assert.equal(session!.Behavior, 'delete');
+    assert.equal((await call('PUT', `/v1/kv/eph/a?acquire=${id}`, 'a')).json, true);
+    assert.equal((await call('PUT', `/v1/kv/eph/b?acquire=${id}`, 'b')).json, true);
+    await call('PUT', '/v1/kv/eph/kept', 'c');
+    assert.equal((await call('PUT', `/v1/session/destroy/${id}`)).json, true);
+    assert.deepEqual((await call('GET', '/v1/kv/eph/?keys')).json, ['eph/kept']);
+  });
+
+  test('a blocking query on /v1/session/list returns when a session is created', async () => {
+    const first = await call('GET', '/v1/session/list');
+    const waiting = call('GET', `/v1/session/list?index=${first.index}&wait=5m`);
+    const id = await create({ Name: 'wakes-the-list' });
+    const woke = await waiting;
+    assert.ok(woke.index > first.index);
+    assert.ok((woke.json as { ID: string }[]).some((s) => s.ID === id));
+  });
+});
