@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Etcd3 } from 'etcd3';
 import type { Agent } from '../../src/agent/agent.js';
 import { restore, snapshot, utf8 } from '../../src/store/index.js';
 import { startInProcessAgent } from './in-process-agent.js';
@@ -237,6 +238,41 @@ describe('method and size limits', () => {
     } finally {
       await small.agent.shutdown();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('one store under two APIs', () => {
+  test('a key written through the etcd API (etcd3 client, gRPC) reads through Consul, and back', async () => {
+    const etcdAddress = agent.server.self().etcd;
+    assert.ok(etcdAddress, 'the agent serves the etcd API');
+    const etcd = new Etcd3({ hosts: `http://${etcdAddress}` });
+    try {
+      const binary = Buffer.from([0, 1, 2, 250, 255]);
+      await etcd.put('both/from-etcd').value(binary);
+      const [entry] = json(await call('GET', '/v1/kv/both/from-etcd')) as {
+        Key: string;
+        Value: string;
+        Flags: number;
+        Session?: string;
+      }[];
+      assert.equal(entry!.Key, 'both/from-etcd');
+      assert.equal(entry!.Value, binary.toString('base64'));
+      assert.equal(entry!.Flags, 0);
+      assert.equal(entry!.Session, undefined);
+      const raw = await fetch(`${base}/v1/kv/both/from-etcd?raw`);
+      assert.deepEqual(Buffer.from(await raw.arrayBuffer()), binary);
+
+      await call('PUT', `/v1/kv/both/from-consul?flags=${LOCK_FLAGS}`, 'hi');
+      assert.equal(await etcd.get('both/from-consul').string(), 'hi');
+      // An etcd write keeps the Consul flags of the key it overwrites.
+      await etcd.put('both/from-consul').value('again');
+      assert.match(
+        (await call('GET', '/v1/kv/both/from-consul')).text,
+        new RegExp(`"Flags":${LOCK_FLAGS}[,}]`),
+      );
+    } finally {
+      etcd.close();
     }
   });
 });
