@@ -120,6 +120,11 @@ export class RaftHost {
   /** Size of the last snapshot taken or installed, and entry bytes applied since it. */
   private lastSnapshotBytes = 0;
   private bytesSinceSnapshot = 0;
+  /**
+   * 1-1.5, drawn anew after each snapshot and applied to both thresholds: replicas reach them at
+   * the same index, and captures on every server at once would share the same cores.
+   */
+  private snapshotSpread = 1;
   private leader: NodeId = '';
   private snapshotting = false;
   /** A snapshot is being captured chunk by chunk (applies go on meanwhile). */
@@ -472,20 +477,22 @@ export class RaftHost {
    * A snapshot costs time in proportion to the whole state, so one is taken only once the log
    * since the last has grown to that state's size (as Redis rewrites its append-only file when
    * it has doubled): the cost per written byte stays constant however large the store, and the
-   * log kept until then is at most about one snapshot's size. `snapshotEveryEntries` is the floor.
+   * log kept until then is at most about one and a half snapshots' size (`snapshotSpread`).
+   * `snapshotEveryEntries` is the floor.
    */
   private maybeSnapshot(): void {
     const raft = this.raft!;
     if (
       this.snapshotting ||
       this.capturing ||
-      this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries ||
-      this.bytesSinceSnapshot < this.lastSnapshotBytes
+      this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries * this.snapshotSpread ||
+      this.bytesSinceSnapshot < this.lastSnapshotBytes * this.snapshotSpread
     )
       return;
     const sm = this.opts.stateMachine;
     const index = this.applied;
     this.bytesSinceSnapshot = 0;
+    this.snapshotSpread = 1 + this.random() / 2;
     const chunks: Uint8Array[] = [];
     const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
     this.capturing = true;

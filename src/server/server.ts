@@ -308,10 +308,12 @@ export class ConclaveServer {
     };
   }
 
-  /** Ms since the leader was last heard from: 0 on the leader, -1 when no leader is known. */
+  /** Ms since the leader was last heard from: 0 on the leader, -1 if none ever was. */
   lastContactMs(): number {
     if (this.isLeader()) return 0;
-    if (this.leaderId() === '' || this.leaderContactAt === 0) return -1;
+    // Without a leader, still the time since one was last heard from (Consul's LastContact
+    // grows during an outage, so stale reads do not look fresh); -1 if never.
+    if (this.leaderContactAt === 0) return -1;
     return Date.now() - this.leaderContactAt;
   }
 

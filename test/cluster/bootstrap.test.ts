@@ -94,6 +94,12 @@ test('cluster: a whole-cluster restart from the data dirs never bootstraps again
     // A stale read still answers from local state.
     const stale = await survivor.http('GET', '/v1/kv/restart/k?raw&stale');
     assert.equal(stale.text, 'kept');
+    // ... and says how old it may be: no known leader, last contact long ago (Consul's headers).
+    assert.equal(stale.headers.get('X-Consul-KnownLeader'), 'false');
+    assert.ok(
+      Number(stale.headers.get('X-Consul-LastContact')) > 1000,
+      stale.headers.get('X-Consul-LastContact') ?? '',
+    );
   } finally {
     await c.close();
   }

@@ -54,7 +54,24 @@ export class AgentProcess {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /**
+   * Start (or restart on the ports it had). A port it had may briefly be the local end of some
+   * outgoing connection (the kernel hands those out from the same ephemeral range), so a
+   * restart refused with EADDRINUSE is tried again for a few seconds.
+   */
   async start(args: string[] = []): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startOnce(args);
+        return;
+      } catch (err) {
+        if (attempt >= 10 || !/EADDRINUSE/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private async startOnce(args: string[]): Promise<void> {
     const argv = [
       // e.g. CONCLAVE_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the agents.
       ...(process.env.CONCLAVE_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
