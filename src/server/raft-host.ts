@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { invariant } from '../raft/assert.js';
 import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
-import type { ConfChange, Entry, Message, NodeId, Ready, Snapshot } from '../raft/types.js';
+import type { ConfChange, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft/types.js';
 import type { RaftLogStorage } from '../storage/types.js';
 
 /**
@@ -130,6 +130,9 @@ export class RaftHost {
   /** A snapshot is being captured chunk by chunk (applies go on meanwhile). */
   private capturing = false;
   private applyQueue: Entry[] = [];
+  /** The hard state last saved, and a newer one held back because only its commit moved. */
+  private savedHardState: HardState = { term: 0, vote: '', commit: 0 };
+  private heldHardState: HardState | null = null;
   /** Fsync latency of the last persisted Ready, for status and metrics. */
   lastPersistMs = 0;
 
@@ -174,6 +177,7 @@ export class RaftHost {
       return (state >>> 0) / 4294967296;
     };
     this.random = random;
+    this.savedHardState = hardState;
     this.raft = this.makeNode({ hardState, snapshot, entries });
     this.campaignIfSoleVoter();
     this.ticker = setInterval(() => {
@@ -228,6 +232,7 @@ export class RaftHost {
     this.processing = true;
     try {
       await this.opts.storage.save({ entries: [first], hardState });
+      this.savedHardState = hardState;
       this.opts.onAppend?.([first]);
       this.raft = this.makeNode({ hardState, snapshot: null, entries: [first] });
       this.campaignIfSoleVoter();
@@ -250,6 +255,11 @@ export class RaftHost {
     this.proposals.clear();
     this.failReads(err, true);
     while (this.processing || this.snapshotting || this.capturing) await new Promise((r) => setTimeout(r, 5));
+    // A held-back commit index is worth keeping on a clean stop: the restart applies that far
+    // from its own log at once. (Not needed for safety; a failed storage just skips it.)
+    const held = this.heldHardState;
+    this.heldHardState = null;
+    if (held) await this.opts.storage.save({ entries: [], hardState: held }).catch(() => {});
     // The host owns its storage: closing it flushes and releases the data-directory lock.
     await this.opts.storage.close();
   }
@@ -354,12 +364,26 @@ export class RaftHost {
         if (this.proposals.size > 0 && this.leader !== this.opts.id)
           this.failOverwrittenProposals(rd.entries);
       }
-      if (rd.entries.length > 0 || rd.hardState || rd.snapshot) {
+      const hardState = rd.hardState ?? this.heldHardState ?? undefined;
+      if (
+        hardState &&
+        rd.entries.length === 0 &&
+        !rd.snapshot &&
+        hardState.term === this.savedHardState.term &&
+        hardState.vote === this.savedHardState.vote
+      ) {
+        // Only the commit index moved. It is volatile state in Raft (§5, Figure 2): after a
+        // crash the leader tells us again. So no fsync for it on the request path (etcd's
+        // MustSync rule); it is written with the next save that must sync anyway.
+        this.heldHardState = hardState;
+      } else if (rd.entries.length > 0 || hardState || rd.snapshot) {
         const began = performance.now();
         const update: Parameters<RaftLogStorage['save']>[0] = { entries: rd.entries };
-        if (rd.hardState) update.hardState = rd.hardState;
+        if (hardState) update.hardState = hardState;
         if (rd.snapshot) update.snapshot = rd.snapshot;
         await this.opts.storage.save(update);
+        if (hardState) this.savedHardState = hardState;
+        this.heldHardState = null;
         this.lastPersistMs = performance.now() - began;
       }
       if (this.stopped) return;

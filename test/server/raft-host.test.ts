@@ -303,3 +303,46 @@ test('proposals of a leader cut off are failed as overwritten once the new leade
     for (const host of all) await host.stop();
   }
 });
+
+test('a save whose only change is the commit index is not made on the request path (commit is volatile in Raft)', async () => {
+  // Count every save on each member, and those that carry nothing but a new commit index.
+  const saves = new Map<string, { all: number; commitOnly: number }>();
+  const counting = (id: string): RaftLogStorage => {
+    const inner = new MemoryStorage();
+    const count = { all: 0, commitOnly: 0 };
+    saves.set(id, count);
+    let last = { term: 0, vote: '' };
+    return new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop !== 'save') return Reflect.get(target, prop, receiver);
+        return (update: Parameters<RaftLogStorage['save']>[0]) => {
+          count.all++;
+          const hs = update.hardState;
+          if (
+            hs &&
+            update.entries.length === 0 &&
+            !update.snapshot &&
+            hs.term === last.term &&
+            hs.vote === last.vote
+          )
+            count.commitOnly++;
+          if (hs) last = { term: hs.term, vote: hs.vote };
+          return target.save(update);
+        };
+      },
+    });
+  };
+  const members = await startCluster(3, counting);
+  try {
+    const leader = await waitForLeader(members);
+    for (let i = 0; i < 30; i++) await leader.host.propose(encoder.encode(`one-at-a-time-${i}`));
+    for (const m of members) await m.host.readBarrier();
+    for (const m of members) assert.equal(m.sm.items.length, 30);
+    for (const [id, count] of saves) {
+      assert.equal(count.commitOnly, 0, `${id} made ${count.commitOnly} commit-only saves of ${count.all}`);
+      assert.ok(count.all >= 30, `${id} saved the entries`);
+    }
+  } finally {
+    await stopAll(members);
+  }
+});
