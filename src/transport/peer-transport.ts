@@ -7,7 +7,10 @@ import { encodeFrame, FrameDecoder } from './frame.js';
  * Server-to-server transport: TCP with length-prefixed msgpack frames.
  *
  * Each server dials one connection to each peer and reuses it for every Raft message and
- * request it sends there; the peer answers requests on the same connection. A handshake names
+ * request it sends there; the peer answers requests on the same connection. So a pair of
+ * servers holds two connections, one dialed by each (as etcd's rafthttp streams and
+ * hashicorp/raft's pools do): neither end waits for the other to dial, and there is no race
+ * over which of two simultaneous dials survives. A handshake names
  * both ends and the cluster, so a stray process (another cluster, a mistyped address) is
  * refused before it can deliver a Raft message. Outgoing queues are bounded: when a peer is
  * slow or down, messages are dropped and the peer reported unreachable — Raft retransmits.
