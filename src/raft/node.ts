@@ -456,6 +456,15 @@ export class RaftNode {
     if (this.role === 'leader' && this.maybeCommit()) this.markAllAppendDue();
   }
 
+  /** The current term and role, without building the whole status (read on every request). */
+  currentTerm(): number {
+    return this.term;
+  }
+
+  currentRole(): Role {
+    return this.role;
+  }
+
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
     if (this.role === 'leader') {

@@ -280,6 +280,15 @@ export class RaftHost {
     return this.leader;
   }
 
+  /** Term and role for per-request use (status() builds the leader's whole progress map). */
+  term(): number {
+    return this.raft?.currentTerm() ?? 0;
+  }
+
+  isLeaderNow(): boolean {
+    return this.raft?.currentRole() === 'leader';
+  }
+
   appliedIndex(): number {
     return this.applied;
   }

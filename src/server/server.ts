@@ -257,6 +257,11 @@ export class ConclaveServer {
     return this.host.status();
   }
 
+  /** The current Raft term (what every etcd response header carries). */
+  raftTerm(): number {
+    return this.host.term();
+  }
+
   /**
    * The leader this server has heard from lately. A follower stuck in pre-vote keeps the last
    * leader's id in Raft (as etcd's does), but after two election timeouts without a word from
@@ -274,7 +279,7 @@ export class ConclaveServer {
   }
 
   isLeader(): boolean {
-    return this.host.leaderId() === this.id && this.host.status().role === 'leader';
+    return this.host.leaderId() === this.id && this.host.isLeaderNow();
   }
 
   leaderAddress(): string {

@@ -28,7 +28,7 @@ export function header(ctx: EtcdContext, revision?: number): ResponseHeader {
     cluster_id: clusterIdOf(server.clusterIdentity()),
     member_id: memberIdOf(server.id),
     revision: String(revision ?? server.store.revision),
-    raft_term: String(server.raftStatus().term),
+    raft_term: String(server.raftTerm()),
   };
 }
 
