@@ -710,9 +710,17 @@ export class GossipNode {
 
   private onDead(update: Extract<Update, { kind: 'dead' }>, now: number): void {
     const record = this.members.get(update.name);
-    if (record === undefined || update.incarnation < record.incarnation) return;
-    this.clearSuspicion(update.name);
+    if (record === undefined) return;
     const graceful = update.from === update.name;
+    // A leave of a member that already failed here is taken at any incarnation: a force-leave
+    // carries the incarnation its sender knew, which can be behind ours (a refutation it never
+    // heard), and a failed member does not come back at an old incarnation anyway. Dropping it
+    // would leave the member failed here and left everywhere else. Serf's force-leave has its
+    // own Lamport clock for this; ours rides on the member's incarnation.
+    const lateLeave = graceful && record.status === 'dead' && update.incarnation < record.incarnation;
+    if (lateLeave) update = { ...update, incarnation: record.incarnation };
+    if (update.incarnation < record.incarnation) return;
+    this.clearSuspicion(update.name);
     // A failed member's own leave (or a force-leave on its behalf) still turns it into 'left'.
     if (record.status === 'left' || (record.status === 'dead' && !graceful)) return;
     if (record === this.self && !this.leaving) {

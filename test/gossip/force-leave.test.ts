@@ -91,3 +91,27 @@ test('force-leave of a member that is in fact running: it refutes and is alive a
   );
   assert.equal(sim.node('m4').member('m4')?.status, 'alive');
 });
+
+test('force-leave from a member that missed a refutation still turns the member left everywhere', () => {
+  const sim = checkedSim(54, 8);
+  sim.runFor(3_000);
+  sim.crash('m5');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm5', 'dead'), 60_000),
+    null,
+  );
+  // Every member but m0 heard m5 refute a suspicion before it died: they hold a higher
+  // incarnation than the one m0's force-leave will carry.
+  for (const name of sim.running()) {
+    if (name === 'm0' || name === 'm5') continue;
+    (sim.node(name) as unknown as { members: { get(n: string): { incarnation: number } } }).members.get(
+      'm5',
+    ).incarnation += 1;
+  }
+  assert.equal(sim.node('m0').forceLeave('m5'), 'left');
+  assert.notEqual(
+    sim.runUntilTrue(() => allSee(sim, 'm5', 'left'), 10_000),
+    null,
+    'left everywhere',
+  );
+});
