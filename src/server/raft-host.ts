@@ -373,6 +373,11 @@ export class RaftHost {
         if (this.proposals.size > 0 && this.leader !== this.opts.id)
           this.failOverwrittenProposals(rd.entries);
       }
+      // Committed entries are already durable on a quorum: apply them (and answer their
+      // callers) while this Ready's own entries are written, as etcd hands them to its apply
+      // loop before it saves. A Ready carrying a snapshot restores it only once it is saved.
+      const applyEarly = !rd.snapshot;
+      if (applyEarly) this.applyReady(rd);
       const hardState = rd.hardState ?? this.heldHardState ?? undefined;
       if (
         hardState &&
@@ -397,7 +402,7 @@ export class RaftHost {
       }
       if (this.stopped) return;
       for (const m of rd.messages) this.opts.send(m);
-      this.applyReady(rd);
+      if (!applyEarly) this.applyReady(rd);
       raft.advance(rd);
       this.maybeSnapshot();
     } catch (err) {
