@@ -373,11 +373,6 @@ export class RaftHost {
         if (this.proposals.size > 0 && this.leader !== this.opts.id)
           this.failOverwrittenProposals(rd.entries);
       }
-      // Committed entries are already durable on a quorum: apply them (and answer their
-      // callers) while this Ready's own entries are written, as etcd hands them to its apply
-      // loop before it saves. A Ready carrying a snapshot restores it only once it is saved.
-      const applyEarly = !rd.snapshot;
-      if (applyEarly) this.applyReady(rd);
       const hardState = rd.hardState ?? this.heldHardState ?? undefined;
       if (
         hardState &&
@@ -402,7 +397,7 @@ export class RaftHost {
       }
       if (this.stopped) return;
       for (const m of rd.messages) this.opts.send(m);
-      if (!applyEarly) this.applyReady(rd);
+      this.applyReady(rd);
       raft.advance(rd);
       this.maybeSnapshot();
     } catch (err) {
