@@ -111,7 +111,10 @@ export class RaftHost {
   private scheduled = false;
   private stopped = false;
   private proposals = new Map<number, PendingProposal>();
-  private reads = new Map<string, PendingRead>();
+  /** ReadIndex requests in flight, by context: each serves the batch of reads that share it. */
+  private reads = new Map<string, PendingRead[]>();
+  /** Reads that arrived since the last ReadIndex was issued; they will share the next one. */
+  private openReads: PendingRead[] = [];
   private readsWaitingApply: PendingRead[] = [];
   private readSeq = 0;
   private readonly readPrefix = randomBytes(4).toString('hex');
@@ -326,18 +329,39 @@ export class RaftHost {
   readBarrier(timeoutMs = this.opts.requestTimeoutMs): Promise<void> {
     const raft = this.raft;
     if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
-    const context = `${this.readPrefix}-${++this.readSeq}`;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.reads.delete(context);
-        this.readsWaitingApply = this.readsWaitingApply.filter((r) => r !== read);
+      const read: PendingRead = { resolve, reject, timer: undefined as unknown as NodeJS.Timeout, index: 0 };
+      read.timer = setTimeout(() => {
+        this.forgetRead(read);
         reject(new RetryableError('timeout', 'read index timed out', this.leader));
       }, timeoutMs);
-      const read: PendingRead = { resolve, reject, timer, index: 0 };
-      this.reads.set(context, read);
-      raft.readIndex(context);
+      this.openReads.push(read);
       this.schedule();
     });
+  }
+
+  /**
+   * One ReadIndex for every read that arrived since the last was issued (etcd's read loop does
+   * the same): each of them arrived before the index is taken, so it is a valid barrier for all
+   * of them, and a follower sends the leader one request instead of one per read.
+   */
+  private issueReads(): void {
+    if (this.openReads.length === 0 || !this.raft || this.stopped) return;
+    const context = `${this.readPrefix}-${++this.readSeq}`;
+    this.reads.set(context, this.openReads);
+    this.openReads = [];
+    this.raft.readIndex(context);
+  }
+
+  private forgetRead(read: PendingRead): void {
+    this.openReads = this.openReads.filter((r) => r !== read);
+    for (const [context, batch] of this.reads) {
+      const rest = batch.filter((r) => r !== read);
+      if (rest.length === batch.length) continue;
+      if (rest.length === 0) this.reads.delete(context);
+      else this.reads.set(context, rest);
+    }
+    this.readsWaitingApply = this.readsWaitingApply.filter((r) => r !== read);
   }
 
   // ------------------------------------------------------------ the Ready loop
@@ -348,6 +372,7 @@ export class RaftHost {
     // setImmediate lets every message and proposal that arrived in this turn join one Ready.
     setImmediate(() => {
       this.scheduled = false;
+      this.issueReads();
       void this.process();
     });
   }
@@ -456,18 +481,22 @@ export class RaftHost {
     }
     for (const e of rd.committedEntries) this.applyQueue.push(e);
     for (const rs of rd.readStates) {
-      const read = this.reads.get(rs.context);
-      if (!read) continue;
+      const batch = this.reads.get(rs.context);
+      if (!batch) continue;
       this.reads.delete(rs.context);
-      read.index = rs.index;
-      this.readsWaitingApply.push(read);
+      for (const read of batch) {
+        read.index = rs.index;
+        this.readsWaitingApply.push(read);
+      }
     }
     for (const f of rd.readFailures) {
-      const read = this.reads.get(f.context);
-      if (!read) continue;
+      const batch = this.reads.get(f.context);
+      if (!batch) continue;
       this.reads.delete(f.context);
-      clearTimeout(read.timer);
-      read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
+      for (const read of batch) {
+        clearTimeout(read.timer);
+        read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
+      }
     }
     if (rd.snapshot && this.applyQueue.length === 0) this.opts.onApplied?.(this.applied);
     this.drainApplyQueue();
@@ -611,12 +640,19 @@ export class RaftHost {
 
   /** Fail reads still waiting for a read index; with `all`, also those waiting to apply one. */
   private failReads(err: Error, all: boolean): void {
-    for (const r of this.reads.values()) {
-      clearTimeout(r.timer);
-      r.reject(err);
+    for (const batch of this.reads.values()) {
+      for (const r of batch) {
+        clearTimeout(r.timer);
+        r.reject(err);
+      }
     }
     this.reads.clear();
     if (!all) return;
+    for (const r of this.openReads) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.openReads = [];
     for (const r of this.readsWaitingApply) {
       clearTimeout(r.timer);
       r.reject(err);

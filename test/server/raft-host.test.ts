@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { Entry } from '../../src/raft/types.js';
+import { type Entry, MessageType } from '../../src/raft/types.js';
 import { RaftHost, RetryableError, type StateMachine } from '../../src/server/raft-host.js';
 import { MemoryStorage, type RaftLogStorage, WalStorage } from '../../src/storage/index.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
@@ -344,5 +344,57 @@ test('a save whose only change is the commit index is not made on the request pa
     }
   } finally {
     await stopAll(members);
+  }
+});
+
+test('reads that arrive together on a follower share one ReadIndex request, and each sees every write acknowledged before it', async () => {
+  const ids = ['a', 'b', 'c'];
+  const hosts = new Map<string, RaftHost>();
+  const machines = new Map<string, ListMachine>();
+  const readIndexSent = new Map<string, number>(ids.map((id) => [id, 0]));
+  for (const id of ids) {
+    const sm = new ListMachine();
+    machines.set(id, sm);
+    hosts.set(
+      id,
+      new RaftHost({
+        id,
+        storage: new MemoryStorage(),
+        stateMachine: sm,
+        send: (m) => {
+          if (m.type === MessageType.ReadIndex) readIndexSent.set(m.from, readIndexSent.get(m.from)! + 1);
+          setImmediate(() => hosts.get(m.to)?.step(m));
+        },
+        bootstrap: { voters: ids },
+        tickMs: 10,
+        requestTimeoutMs: 10_000,
+      }),
+    );
+  }
+  const all = [...hosts.values()];
+  for (const host of all) await host.start();
+  try {
+    const end = Date.now() + 10_000;
+    let leader: RaftHost | undefined;
+    while (!(leader = all.find((h) => h.status().role === 'leader'))) {
+      assert.ok(Date.now() < end, 'no leader elected');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const follower = all.find((h) => h !== leader)!;
+    const followerId = follower.status().id;
+    for (let round = 0; round < 5; round++) {
+      await leader.propose(encoder.encode(`w${round}`));
+      const before = readIndexSent.get(followerId)!;
+      // 100 reads in one turn of the event loop, each after the write above was acknowledged.
+      await Promise.all(Array.from({ length: 100 }, () => follower.readBarrier()));
+      assert.equal(readIndexSent.get(followerId)! - before, 1, 'one ReadIndex for the whole batch');
+      assert.equal(
+        machines.get(followerId)!.items.at(-1),
+        `w${round}`,
+        'the read saw the acknowledged write',
+      );
+    }
+  } finally {
+    for (const host of all) await host.stop();
   }
 });
