@@ -1,7 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { loopbackAgentArgs } from '../agent-command.js';
 import { freePort, type Processes } from '../etcd/clusters.js';
 
@@ -12,7 +11,6 @@ import { freePort, type Processes } from '../etcd/clusters.js';
  * 'agent ready' log line. Every process goes through `Processes`, which stops them by PID.
  */
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const READY_TIMEOUT_MS = 30_000;
 const LEADER_TIMEOUT_MS = 60_000;
 const SERVER_COUNT = 3;

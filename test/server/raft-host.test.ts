@@ -375,11 +375,12 @@ test('reads that arrive together on a follower share one ReadIndex request, and 
   for (const host of all) await host.start();
   try {
     const end = Date.now() + 10_000;
-    let leader: RaftHost | undefined;
-    while (!(leader = all.find((h) => h.status().role === 'leader'))) {
+    const findLeader = () => all.find((h) => h.status().role === 'leader');
+    while (!findLeader()) {
       assert.ok(Date.now() < end, 'no leader elected');
       await new Promise((r) => setTimeout(r, 10));
     }
+    const leader = findLeader()!;
     const follower = all.find((h) => h !== leader)!;
     const followerId = follower.status().id;
     for (let round = 0; round < 5; round++) {
