@@ -139,6 +139,12 @@ export class RaftNode {
   private votes = new Map<NodeId, boolean>();
   private progress = new Map<NodeId, Progress>();
   private leadTransferee: NodeId = '';
+  /**
+   * This leader sent TimeoutNow in its term. The target campaigns at once and voters let it past
+   * their lease (§3.10), so a new leader may exist before our lease runs out: no lease reads for
+   * the rest of this term.
+   */
+  private leaseForfeited = false;
 
   private msgs: Message[] = [];
   /** Followers that need an append (new entries or a commit update), sent in the next Ready. */
@@ -567,6 +573,7 @@ export class RaftNode {
     this.role = 'leader';
     this.lead = this.id;
     this.leadTransferee = '';
+    this.leaseForfeited = false;
     this.resetTimers();
     this.readQueue = [];
     this.readsAwaitingCommit = [];
@@ -865,6 +872,7 @@ export class RaftNode {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    this.leaseForfeited = true;
     this.send({ type: MessageType.TimeoutNow, to, term: this.term });
   }
 
@@ -898,6 +906,7 @@ export class RaftNode {
    * hearing from us). One tick of margin covers ticks that are not aligned across servers.
    */
   private leaseValid(): boolean {
+    if (this.leaseForfeited) return false;
     const confirmed = this.confirmedRound();
     const sentTick = this.roundSentTick.get(confirmed);
     if (sentTick === undefined) return false;

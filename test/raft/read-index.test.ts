@@ -155,6 +155,34 @@ test('read index: lease reads stop before followers can elect a new leader', () 
   assert.deepEqual(staleReads, []);
 });
 
+// Thesis §3.10: a transfer's target campaigns at once and voters grant it their vote inside
+// the old leader's lease. Once the leader has sent TimeoutNow, a new leader may exist before the
+// lease runs out, so the old leader must not answer reads from its lease any more (found by the
+// simulator in lease mode: seed 29, 7 voters).
+test('read index: a leader that sent TimeoutNow serves no more lease reads in its term', () => {
+  const c = new Cluster({ options: { readMode: 'lease' } });
+  c.elect('n1');
+  c.tickAll(ELECTION_TICKS); // a majority-acknowledged heartbeat round: the lease is valid
+  c.node('n1').readIndex('before');
+  c.flush('n1');
+  assert.ok(
+    c.readStates('n1').some((rs) => rs.context === 'before'),
+    'served from the lease before the transfer',
+  );
+  assert.equal(c.node('n1').transferLeadership('n2').ok, true);
+  c.flush('n1');
+  assert.ok(c.take(is.type(T.TimeoutNow)).length === 1, 'n2 was told to campaign');
+  // TimeoutNow is lost: n1 still leads, but its lease no longer counts.
+  c.node('n1').readIndex('after');
+  c.flush('n1');
+  assert.ok(!c.readStates('n1').some((rs) => rs.context === 'after'), 'not served without a heartbeat round');
+  c.deliverAll();
+  assert.ok(
+    c.readStates('n1').some((rs) => rs.context === 'after'),
+    'served once a majority answered',
+  );
+});
+
 // A follower forwards a read to the server it believes leads; if that server is no longer
 // leader when the request arrives, node.ts's stepFollower says "tell the reader to retry" but
 // drops the request silently, and no ReadFailure (the 'dropped' reason is never produced)

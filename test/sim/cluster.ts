@@ -1,5 +1,5 @@
 import { type InjectedBugs, RaftNode } from '../../src/raft/node.js';
-import type { Entry, Message, NodeId, Ready } from '../../src/raft/types.js';
+import type { Entry, HardState, Message, NodeId, Ready } from '../../src/raft/types.js';
 import { EntryType } from '../../src/raft/types.js';
 import { entryKey, SafetyChecker, SafetyViolation } from './checker.js';
 import { SimDisk } from './disk.js';
@@ -91,6 +91,9 @@ class SimServer {
   reads = new Map<string, PendingRead>();
   waitingReads: { context: string; read: PendingRead }[] = [];
   wasLeaderTerm = 0;
+  /** As RaftHost: the hard state last written, and a newer one held back (only commit moved). */
+  savedHardState: HardState = { term: 0, vote: '', commit: 0 };
+  heldHardState: HardState | null = null;
 
   constructor(
     readonly id: NodeId,
@@ -255,6 +258,8 @@ export class SimCluster {
     const s = this.servers.get(id)!;
     const state = s.disk.load();
     s.sm = new CounterMachine();
+    s.savedHardState = { ...state.hardState };
+    s.heldHardState = null;
     if (state.snapshot) s.sm.restore(state.snapshot.data);
     s.lastSnapshotIndex = state.snapshot?.meta.index ?? 0;
     const electionRng = this.rng.fork();
@@ -309,12 +314,27 @@ export class SimCluster {
     s.persisting = rd;
     this.observe(s, rd);
     for (const m of rd.messagesNow) this.send(m);
-    const needsDisk = rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined;
+    // RaftHost's rule: a hard state whose only change is the commit index is not written on its
+    // own (the commit index is volatile); it goes with the next write. Crashes check it here.
+    const hardState = rd.hardState ?? s.heldHardState ?? undefined;
+    const commitOnly =
+      hardState !== undefined &&
+      rd.entries.length === 0 &&
+      rd.snapshot === undefined &&
+      hardState.term === s.savedHardState.term &&
+      hardState.vote === s.savedHardState.vote;
+    if (commitOnly) s.heldHardState = hardState;
+    const needsDisk =
+      !commitOnly && (rd.entries.length > 0 || hardState !== undefined || rd.snapshot !== undefined);
     if (needsDisk) {
       const write: { hardState?: typeof rd.hardState; snapshot?: typeof rd.snapshot; entries: Entry[] } = {
         entries: rd.entries,
       };
-      if (rd.hardState) write.hardState = rd.hardState;
+      if (hardState) {
+        write.hardState = hardState;
+        s.savedHardState = hardState;
+        s.heldHardState = null;
+      }
       if (rd.snapshot) write.snapshot = rd.snapshot;
       s.disk.write(write);
       const epoch = s.epoch;
