@@ -58,15 +58,23 @@ export class ReplicatedState implements StateMachine {
 
   /**
    * The snapshot as chunks: a length-prefixed header (format version and server directory),
-   * then the store's own snapshot stream (which checks that nothing is applied meanwhile).
+   * then the store's own snapshot stream. Both are captured now, at this applied index, however
+   * many entries are applied while the chunks are pulled (RaftHost saves it under that index).
    */
-  *snapshotChunks(): Generator<Uint8Array, void, undefined> {
+  snapshotChunks(): Generator<Uint8Array, void, undefined> {
     const header = packr.pack({ v: SNAPSHOT_VERSION, directory: this.directory.toJSON() });
     const length = Buffer.allocUnsafe(4);
     length.writeUInt32BE(header.byteLength, 0);
-    yield length;
-    yield header;
-    yield* storeSnapshotChunks(this.current);
+    const store = storeSnapshotChunks(this.current);
+    return (function* () {
+      try {
+        yield length;
+        yield header;
+        yield* store;
+      } finally {
+        store.return();
+      }
+    })();
   }
 
   restore(data: Uint8Array): void {

@@ -73,8 +73,13 @@ function frame(section: string, data: unknown): Uint8Array {
   return out;
 }
 
-/** Stream the store's state as of the first pull, in chunks; the store may change meanwhile. */
-export function* snapshotChunks(
+/**
+ * Stream the store's state as of this call, in chunks; the store may change while they are
+ * pulled. The state is captured here, not at the first pull (a generator's body would only run
+ * then), so the caller knows exactly which applied index the stream holds. Pull it to the end or
+ * `return()` it: that ends the capture.
+ */
+export function snapshotChunks(
   store: Store,
   options: { keysPerFrame?: number } = {},
 ): Generator<Uint8Array, void, undefined> {
@@ -120,7 +125,16 @@ export function* snapshotChunks(
     frame('catalog', internals.catalog.dump()),
   ];
   const capture = internals.mvcc.beginCapture();
+  return streamChunks(meta, tables, capture, revision, options.keysPerFrame ?? KEYS_PER_FRAME);
+}
 
+function* streamChunks(
+  meta: Meta,
+  tables: Uint8Array[],
+  capture: HistoryCapture,
+  revision: number,
+  keysPerFrame: number,
+): Generator<Uint8Array, void, undefined> {
   let crc = crc32(MAGIC);
   let frames = 0;
   const emit = (bytes: Uint8Array) => {
@@ -131,7 +145,7 @@ export function* snapshotChunks(
   try {
     yield MAGIC;
     yield emit(frame('meta', meta));
-    yield* kvFrames(capture, revision, options.keysPerFrame ?? KEYS_PER_FRAME, emit);
+    yield* kvFrames(capture, revision, keysPerFrame, emit);
   } finally {
     capture.end();
   }
