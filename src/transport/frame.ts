@@ -59,9 +59,14 @@ export class FrameDecoder {
   private pieces: Buffer[] = [];
   private pieceBytes = 0;
 
+  /**
+   * `maxMessageBytes` may be raised later: a server reads a connection with one frame's worth
+   * until the peer's hello proves it a member of the cluster (a stranger must not make it
+   * buffer gigabytes).
+   */
   constructor(
     private readonly maxFrameBytes: number,
-    private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+    public maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
   ) {}
 
   /** Feed one chunk; returns every complete message's decoded value. */
@@ -75,6 +80,7 @@ export class FrameDecoder {
       const more = word >= MORE_FOLLOWS;
       const length = more ? word - MORE_FOLLOWS : word;
       if (length > this.maxFrameBytes) throw new FrameTooLargeError(length, this.maxFrameBytes);
+      if (more && length === 0) throw new Error('an empty frame that says more follow');
       if (this.pieceBytes + length > this.maxMessageBytes) {
         throw new FrameTooLargeError(this.pieceBytes + length, this.maxMessageBytes);
       }

@@ -1,7 +1,7 @@
 import { createServer, type Server, Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import { Backoff } from './backoff.js';
-import { encodeFrame, FrameDecoder } from './frame.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameDecoder } from './frame.js';
 
 /**
  * Server-to-server transport: TCP with length-prefixed msgpack frames.
@@ -405,7 +405,8 @@ export class PeerTransport {
   private accept(socket: Socket): void {
     this.inbound.add(socket);
     socket.setNoDelay(true);
-    const decoder = new FrameDecoder(this.opts.maxFrameBytes);
+    // One frame's worth per message until the hello names our cluster (see FrameDecoder).
+    const decoder = new FrameDecoder(this.opts.maxFrameBytes, this.opts.maxFrameBytes);
     let peer: NodeId | null = null;
     let trusted = false;
     const handshakeTimer = setTimeout(() => socket.destroy(), this.opts.handshakeTimeoutMs);
@@ -441,6 +442,7 @@ export class PeerTransport {
           if (typeof f.from !== 'string' || f.from === '') return refuse('hello names no node');
           peer = f.from;
           trusted = f.cluster !== '' && f.cluster === this.clusterId;
+          if (trusted) decoder.maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
           socket.write(encodeFrame({ t: 'welcome', from: this.opts.nodeId }, this.opts.maxFrameBytes));
           continue;
         }

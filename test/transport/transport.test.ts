@@ -220,3 +220,24 @@ test('a snapshot-sized raft message larger than the frame limit reaches the peer
     await b.close();
   }
 });
+
+test('a peer outside the cluster may not send a message larger than one frame', async () => {
+  const { a, b, portB } = await pair({ maxFrameBytes: 1024 });
+  try {
+    const sock = connect(portB, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.write(encodeFrame({ t: 'hello', v: 1, cluster: '', from: 'stranger', to: '' }, 1024));
+    // A request split over several frames: refused, the connection closed.
+    sock.write(encodeFrame({ t: 'req', id: 1, body: new Uint8Array(10_000) }, 1024));
+    await closed;
+    // An empty piece that says more follow is refused too (encodeFrame never writes one).
+    const d = new FrameDecoder(1024);
+    const empty = Buffer.alloc(4);
+    empty.writeUInt32BE(0x8000_0000, 0);
+    assert.throws(() => d.push(empty), /empty frame/);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
