@@ -715,11 +715,11 @@ export class GossipNode {
     // A leave of a member that already failed here is taken at any incarnation: a force-leave
     // carries the incarnation its sender knew, which can be behind ours (a refutation it never
     // heard), and a failed member does not come back at an old incarnation anyway. Dropping it
-    // would leave the member failed here and left everywhere else. Serf's force-leave has its
-    // own Lamport clock for this; ours rides on the member's incarnation.
+    // would leave the member failed here and left everywhere else. It is passed on at its own
+    // incarnation, though: where the member is alive at a newer one, it must not count.
+    // (Serf's force-leave has its own Lamport clock for this; ours rides on incarnations.)
     const lateLeave = graceful && record.status === 'dead' && update.incarnation < record.incarnation;
-    if (lateLeave) update = { ...update, incarnation: record.incarnation };
-    if (update.incarnation < record.incarnation) return;
+    if (update.incarnation < record.incarnation && !lateLeave) return;
     this.clearSuspicion(update.name);
     // A failed member's own leave (or a force-leave on its behalf) still turns it into 'left'.
     if (record.status === 'left' || (record.status === 'dead' && !graceful)) return;
@@ -728,7 +728,7 @@ export class GossipNode {
       return;
     }
     this.queue.enqueue(update);
-    record.incarnation = update.incarnation;
+    if (!lateLeave) record.incarnation = update.incarnation;
     this.members.setStatus(record, graceful ? 'left' : 'dead', now);
     if (record !== this.self) this.event(graceful ? 'left' : 'failed', record, now);
   }

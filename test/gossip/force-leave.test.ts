@@ -115,3 +115,25 @@ test('force-leave from a member that missed a refutation still turns the member 
     'left everywhere',
   );
 });
+
+test('a late leave taken by a member that holds M failed does not turn a running M left elsewhere', () => {
+  const sim = checkedSim(55, 8);
+  sim.runFor(3_000);
+  type Internals = {
+    self: { incarnation: number };
+    members: { get(n: string): { incarnation: number }; setStatus(r: unknown, s: string, now: number): void };
+    applyUpdates(updates: unknown[], now: number): void;
+  };
+  const inside = (name: string) => sim.node(name) as unknown as Internals;
+  // m5 is alive at incarnation k+1 everywhere...
+  inside('m5').self.incarnation += 1;
+  for (const name of sim.running()) if (name !== 'm5') inside(name).members.get('m5').incarnation += 1;
+  const current = inside('m0').members.get('m5').incarnation;
+  // ...but m0 alone holds it failed, and an old leave of m5 at incarnation k reaches m0.
+  inside('m0').members.setStatus(inside('m0').members.get('m5'), 'dead', sim.now);
+  inside('m0').applyUpdates([{ kind: 'dead', name: 'm5', incarnation: current - 1, from: 'm5' }], sim.now);
+  assert.equal(sim.node('m0').member('m5')?.status, 'left');
+  sim.runFor(3_000);
+  const reportedLeft = [...(sim.firstSeen.left.get('m5')?.keys() ?? [])].filter((name) => name !== 'm0');
+  assert.deepEqual(reportedLeft, [], 'no member that saw m5 alive took the old leave');
+});
