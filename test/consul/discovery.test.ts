@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { Agent } from '../../src/agent/agent.js';
 import { type AgentFlags, buildConfig } from '../../src/agent/config.js';
 import { silentLogger } from '../../src/server/logger.js';
-import { EPHEMERAL_PORTS } from './in-process-agent.js';
+import { EPHEMERAL_PORTS, type HttpCall, httpCaller } from './in-process-agent.js';
 
 // Service discovery through a dev agent over plain HTTP: the catalog and health endpoints,
 // the agent's own services and checks, anti-entropy into the catalog, maintenance mode, and
@@ -15,31 +15,12 @@ import { EPHEMERAL_PORTS } from './in-process-agent.js';
 
 const PORTS = EPHEMERAL_PORTS;
 
-async function startAgent(flags: AgentFlags): Promise<{ agent: Agent; call: Call }> {
+async function startAgent(flags: AgentFlags): Promise<{ agent: Agent; call: HttpCall }> {
   const agent = new Agent(buildConfig({ ...PORTS, ...flags }), silentLogger);
   await agent.start();
-  const base = `http://127.0.0.1:${agent.httpPort}`;
-  const call: Call = async (method, path, body) => {
-    const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
-    if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    const res = await fetch(`${base}${path}`, init);
-    const text = await res.text();
-    let json: unknown = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {
-      json = text;
-    }
-    return { status: res.status, json, text, index: Number(res.headers.get('x-consul-index') ?? 0) };
-  };
+  const call = httpCaller(`http://127.0.0.1:${agent.httpPort}`);
   return { agent, call };
 }
-
-type Call = (
-  method: string,
-  path: string,
-  body?: unknown,
-) => Promise<{ status: number; json: unknown; text: string; index: number }>;
 
 async function eventually<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
   const end = Date.now() + 15_000;
@@ -59,7 +40,7 @@ interface HealthEntry {
 
 describe('catalog and health endpoints', () => {
   let agent: Agent;
-  let call: Call;
+  let call: HttpCall;
   before(async () => {
     ({ agent, call } = await startAgent({ dev: true, node: 'disco' }));
   });
@@ -199,7 +180,7 @@ describe('catalog and health endpoints', () => {
 
 describe("the agent's own services and checks", () => {
   let agent: Agent;
-  let call: Call;
+  let call: HttpCall;
   let backend: Server;
   let backendStatus = 200;
   before(async () => {

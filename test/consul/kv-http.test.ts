@@ -6,36 +6,25 @@ import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import type { Agent } from '../../src/agent/agent.js';
 import { restore, snapshot, utf8 } from '../../src/store/index.js';
-import { startInProcessAgent } from './in-process-agent.js';
+import { type HttpCall, type HttpReply, httpCaller, startInProcessAgent } from './in-process-agent.js';
 
 // Consul's KV endpoint (/v1/kv) and the KV verbs of /v1/txn over plain HTTP against a dev
 // agent: the corners of kvs_endpoint.go that clients rely on.
 
 let agent: Agent;
 let base = '';
+let call: HttpCall;
 
 before(async () => {
   ({ agent, base } = await startInProcessAgent({ node: 'kv-http' }));
+  call = httpCaller(base);
 });
 
 after(async () => {
   await agent.shutdown();
 });
 
-interface Reply {
-  status: number;
-  text: string;
-  headers: Headers;
-}
-
-async function call(method: string, path: string, body?: string): Promise<Reply> {
-  const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
-  if (body !== undefined) init.body = body;
-  const res = await fetch(`${base}${path}`, init);
-  return { status: res.status, text: await res.text(), headers: res.headers };
-}
-
-const json = (reply: Reply) => JSON.parse(reply.text) as unknown;
+const json = (reply: HttpReply) => JSON.parse(reply.text) as unknown;
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 // Go's api.Lock and api.Semaphore mark their keys with these uint64 flags.

@@ -1,43 +1,24 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Agent } from '../../src/agent/agent.js';
-import { startInProcessAgent } from './in-process-agent.js';
+import { type HttpCall, httpCaller, startInProcessAgent } from './in-process-agent.js';
 
 // Consul's session endpoints (/v1/session/*) and their effect on KV locks, over plain HTTP
 // against a dev agent.
 
 let agent: Agent;
-let base = '';
+let call: HttpCall;
 const NODE = 'session-http';
 
 before(async () => {
+  let base: string;
   ({ agent, base } = await startInProcessAgent({ node: NODE }));
+  call = httpCaller(base);
 });
 
 after(async () => {
   await agent.shutdown();
 });
-
-interface Reply {
-  status: number;
-  text: string;
-  json: unknown;
-  index: number;
-}
-
-async function call(method: string, path: string, body?: unknown): Promise<Reply> {
-  const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
-  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
-  const res = await fetch(`${base}${path}`, init);
-  const text = await res.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, text, json, index: Number(res.headers.get('x-consul-index') ?? 0) };
-}
 
 const create = async (body: unknown = {}) => {
   const reply = await call('PUT', '/v1/session/create', body);

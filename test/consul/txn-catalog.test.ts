@@ -2,42 +2,23 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Consul from 'consul';
 import type { Agent } from '../../src/agent/agent.js';
-import { startInProcessAgent } from './in-process-agent.js';
+import { type HttpCall, httpCaller, startInProcessAgent } from './in-process-agent.js';
 
 // Consul's /v1/txn with Node, Service, Check and Session operations beside KV ones, over plain
 // HTTP against a dev agent (api-docs/txn), and through the consul npm client.
 
 let agent: Agent;
-let base = '';
+let call: HttpCall;
 
 before(async () => {
+  let base: string;
   ({ agent, base } = await startInProcessAgent({ node: 'txn' }));
+  call = httpCaller(base);
 });
 
 after(async () => {
   await agent.shutdown();
 });
-
-interface Reply {
-  status: number;
-  json: unknown;
-  text: string;
-  index: number;
-}
-
-async function call(method: string, path: string, body?: unknown): Promise<Reply> {
-  const init: RequestInit = { method, signal: AbortSignal.timeout(20_000) };
-  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
-  const res = await fetch(`${base}${path}`, init);
-  const text = await res.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json, text, index: Number(res.headers.get('x-consul-index') ?? 0) };
-}
 
 type TxnReply = { Results: Record<string, Record<string, unknown>>[] | null; Errors: unknown };
 const txn = async (ops: unknown[]) => {
