@@ -45,6 +45,43 @@ function reportUnexpectedExit(t: ReturnType<Processes['spawn']>): void {
   });
 }
 
+/** The agent's ports, read from its 'agent ready' log line (a client agent has no server port). */
+function readyAgent(tracked: ReturnType<Processes['spawn']>): Promise<Server> {
+  const { name } = tracked;
+  return new Promise<Server>((res, rej) => {
+    createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
+      let line: ReadyLine;
+      try {
+        line = JSON.parse(text) as ReadyLine;
+      } catch {
+        return;
+      }
+      if (line.msg !== 'agent ready') return;
+      res({
+        name,
+        pid: tracked.child.pid!,
+        httpPort: Number(line.http_port),
+        dnsPort: Number(line.dns_port),
+        etcdPort: Number(line.etcd_port ?? 0),
+        serverPort: Number(line.server_port ?? 0),
+      });
+    });
+    tracked.child.once('exit', (code) =>
+      rej(new Error(`${name} exited (${code}) before ready:\n${tracked.tail.join('\n')}`)),
+    );
+    tracked.child.once('error', rej);
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(message())), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function startServers(procs: Processes, root: string): Promise<Server[]> {
   const names = Array.from({ length: SERVER_COUNT }, (_, i) => `s${i + 1}`);
   const serverPorts: number[] = [];
@@ -66,41 +103,14 @@ export async function startServers(procs: Processes, root: string): Promise<Serv
       ]),
     );
     reportUnexpectedExit(tracked);
-    const ready = new Promise<Server>((res, rej) => {
-      createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
-        let line: ReadyLine;
-        try {
-          line = JSON.parse(text) as ReadyLine;
-        } catch {
-          return;
-        }
-        if (line.msg !== 'agent ready') return;
-        res({
-          name,
-          pid: tracked.child.pid!,
-          httpPort: Number(line.http_port),
-          dnsPort: Number(line.dns_port),
-          etcdPort: Number(line.etcd_port),
-          serverPort: Number(line.server_port),
-        });
-      });
-      tracked.child.once('exit', (code) =>
-        rej(new Error(`${name} exited (${code}) before ready:\n${tracked.tail.join('\n')}`)),
-      );
-      tracked.child.once('error', rej);
-    });
-    return { tracked, ready };
+    return { tracked, ready: readyAgent(tracked) };
   });
   const tails = () => started.map((s) => `--- ${s.tracked.name}:\n${s.tracked.tail.join('\n')}`).join('\n');
-  const servers = await Promise.race([
+  const servers = await withTimeout(
     Promise.all(started.map((s) => s.ready)),
-    new Promise<never>((_, rej) =>
-      setTimeout(
-        () => rej(new Error(`agents not ready in ${READY_TIMEOUT_MS} ms\n${tails()}`)),
-        READY_TIMEOUT_MS,
-      ).unref(),
-    ),
-  ]);
+    READY_TIMEOUT_MS,
+    () => `agents not ready in ${READY_TIMEOUT_MS} ms\n${tails()}`,
+  );
   for (const s of servers) {
     if (!(s.httpPort > 0 && s.dnsPort > 0 && s.etcdPort > 0))
       throw new Error(`${s.name}: 'agent ready' line lacks a port: ${JSON.stringify(s)}`);
@@ -158,35 +168,11 @@ export async function startClients(
       mkdirSync(dataDir, { recursive: true });
       const tracked = procs.spawn(name, process.execPath, loopbackAgentArgs(name, dataDir, joins));
       reportUnexpectedExit(tracked);
-      return new Promise<Server>((res, rej) => {
-        const timer = setTimeout(
-          () => rej(new Error(`${name} not ready in ${READY_TIMEOUT_MS} ms\n${tracked.tail.join('\n')}`)),
-          READY_TIMEOUT_MS,
-        );
-        timer.unref();
-        createInterface({ input: tracked.child.stdout! }).on('line', (text) => {
-          let line: ReadyLine;
-          try {
-            line = JSON.parse(text) as ReadyLine;
-          } catch {
-            return;
-          }
-          if (line.msg !== 'agent ready') return;
-          clearTimeout(timer);
-          res({
-            name,
-            pid: tracked.child.pid!,
-            httpPort: Number(line.http_port),
-            dnsPort: Number(line.dns_port),
-            etcdPort: Number(line.etcd_port ?? 0),
-            serverPort: 0,
-          });
-        });
-        tracked.child.once('exit', (code) =>
-          rej(new Error(`${name} exited (${code}) before ready:\n${tracked.tail.join('\n')}`)),
-        );
-        tracked.child.once('error', rej);
-      });
+      return withTimeout(
+        readyAgent(tracked),
+        READY_TIMEOUT_MS,
+        () => `${name} not ready in ${READY_TIMEOUT_MS} ms\n${tracked.tail.join('\n')}`,
+      );
     });
     clients.push(...(await Promise.all(batch)));
   }
