@@ -29,6 +29,15 @@ export const SERF_HEALTH = {
   passing: 'Agent alive and reachable',
   critical: 'Agent not live or unreachable',
 } as const;
+/** The serfHealth check the leader registers for a node it judges alive or not. */
+function serfHealthCheck(alive: boolean) {
+  return {
+    checkId: SERF_HEALTH.checkId,
+    name: SERF_HEALTH.name,
+    status: alive ? ('passing' as const) : ('critical' as const),
+    output: alive ? SERF_HEALTH.passing : SERF_HEALTH.critical,
+  };
+}
 /** Consul's structs.ConsulServiceID: the service every server carries, kept by the leader. */
 export const CONSUL_SERVICE_ID = 'consul';
 /** Leases expired per command: a mass expiry becomes several small entries, not one giant one. */
@@ -184,14 +193,7 @@ export class LeaderDuties {
           address: host,
           ...(node ? { taggedAddresses: node.taggedAddresses, meta: node.meta } : {}),
         },
-        checks: [
-          {
-            checkId: SERF_HEALTH.checkId,
-            name: SERF_HEALTH.name,
-            status,
-            output: alive ? SERF_HEALTH.passing : SERF_HEALTH.critical,
-          },
-        ],
+        checks: [serfHealthCheck(alive)],
       });
     }
     // A server that left the configuration leaves the catalog (Consul deregisters left members).
@@ -257,14 +259,7 @@ export class LeaderDuties {
           address: node?.address ?? info.address,
           ...(node ? { taggedAddresses: node.taggedAddresses, meta: node.meta } : {}),
         },
-        checks: [
-          {
-            checkId: SERF_HEALTH.checkId,
-            name: SERF_HEALTH.name,
-            status,
-            output: alive ? SERF_HEALTH.passing : SERF_HEALTH.critical,
-          },
-        ],
+        checks: [serfHealthCheck(alive)],
       });
     }
     if (now - this.leaderSince < CLIENT_SILENT_CRITICAL_MS) return;

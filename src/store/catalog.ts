@@ -172,13 +172,7 @@ export class Catalog {
     // Validate everything before changing anything, so a bad check cannot leave half a registration.
     const nodeServices = this.services.get(name);
     for (const input of checkInputs) {
-      if (input.checkId === '') throw new StoreError(StoreErrorCode.InvalidArgument, 'check id is required');
-      if (input.status !== undefined && !STATUSES.includes(input.status)) {
-        throw new StoreError(
-          StoreErrorCode.InvalidArgument,
-          `check status must be one of ${STATUSES.join(', ')}: got ${input.status}`,
-        );
-      }
+      validateCheckInput(input);
       const serviceId = input.serviceId ?? '';
       if (serviceId !== '' && serviceInput?.id !== serviceId && !nodeServices?.has(serviceId)) {
         throw new StoreError(
@@ -407,13 +401,7 @@ export class Catalog {
    */
   setCheck(effects: CatalogEffects, node: string, input: CheckInput): boolean {
     if (!this.nodes.has(node)) throw new StoreError(StoreErrorCode.NodeNotFound, 'Missing node registration');
-    if (input.checkId === '') throw new StoreError(StoreErrorCode.InvalidArgument, 'check id is required');
-    if (input.status !== undefined && !STATUSES.includes(input.status)) {
-      throw new StoreError(
-        StoreErrorCode.InvalidArgument,
-        `check status must be one of ${STATUSES.join(', ')}: got ${input.status}`,
-      );
-    }
+    validateCheckInput(input);
     const serviceId = input.serviceId ?? '';
     if (serviceId !== '' && !this.services.get(node)?.has(serviceId)) {
       throw new StoreError(StoreErrorCode.InvalidArgument, 'Missing service registration');
@@ -573,5 +561,16 @@ export class Catalog {
       nodeChecks.set(check.checkId, check);
       this.indexCheck(check, undefined);
     }
+  }
+}
+
+/** A check needs an id, and a status (when given) Consul knows. */
+function validateCheckInput(input: CheckInput): void {
+  if (input.checkId === '') throw new StoreError(StoreErrorCode.InvalidArgument, 'check id is required');
+  if (input.status !== undefined && !STATUSES.includes(input.status)) {
+    throw new StoreError(
+      StoreErrorCode.InvalidArgument,
+      `check status must be one of ${STATUSES.join(', ')}: got ${input.status}`,
+    );
   }
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type Entry, MessageType } from '../../src/raft/types.js';
+import { type Entry, type Message, MessageType } from '../../src/raft/types.js';
 import { RaftHost, RetryableError, type StateMachine } from '../../src/server/raft-host.js';
 import { MemoryStorage, type RaftLogStorage, WalStorage } from '../../src/storage/index.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
@@ -248,42 +248,60 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
   }
 });
 
-test('proposals of a leader cut off are failed as overwritten once the new leader replaces its log, even on an idle cluster', async () => {
-  // In-memory links, so the old leader can be cut off and healed.
+/**
+ * Three hosts linked in memory: `deliver(m)` decides whether a message arrives (a cut link, or
+ * counting what passes). `leaderAmong` waits for one of `among` to lead.
+ */
+async function startLinkedHosts(deliver: (m: Message) => boolean, requestTimeoutMs: number) {
   const ids = ['a', 'b', 'c'];
   const hosts = new Map<string, RaftHost>();
-  const cut = new Set<string>();
+  const machines = new Map<string, ListMachine>();
   for (const id of ids) {
+    const sm = new ListMachine();
+    machines.set(id, sm);
     hosts.set(
       id,
       new RaftHost({
         id,
         storage: new MemoryStorage(),
-        stateMachine: new ListMachine(),
+        stateMachine: sm,
         send: (m) => {
-          if (cut.has(m.from) || cut.has(m.to)) return;
-          setImmediate(() => hosts.get(m.to)?.step(m));
+          if (deliver(m)) setImmediate(() => hosts.get(m.to)?.step(m));
         },
         bootstrap: { voters: ids },
         tickMs: 10,
-        // Long enough that a timeout can never be what fails the proposals below.
-        requestTimeoutMs: 60_000,
+        requestTimeoutMs,
       }),
     );
   }
   const all = [...hosts.values()];
   for (const host of all) await host.start();
+  const leaderAmong = async (among: RaftHost[] = all) => {
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const leader = among.find((h) => h.status().role === 'leader');
+      if (leader) return leader;
+      assert.ok(Date.now() < end, 'no leader elected');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const machineOf = (host: RaftHost) => machines.get(host.status().id)!;
+  const stop = async () => {
+    for (const host of all) await host.stop();
+  };
+  return { all, leaderAmong, machineOf, stop };
+}
+
+test('proposals of a leader cut off are failed as overwritten once the new leader replaces its log, even on an idle cluster', async () => {
+  // In-memory links, so the old leader can be cut off and healed. The request timeout is long
+  // enough that a timeout can never be what fails the proposals below.
+  const cut = new Set<string>();
+  const { all, leaderAmong, stop } = await startLinkedHosts(
+    (m) => !cut.has(m.from) && !cut.has(m.to),
+    60_000,
+  );
   try {
-    const leaderOf = async (among: RaftHost[]) => {
-      const end = Date.now() + 10_000;
-      for (;;) {
-        const leader = among.find((h) => h.status().role === 'leader');
-        if (leader) return leader;
-        assert.ok(Date.now() < end, 'no leader elected');
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
-    const old = await leaderOf(all);
+    const old = await leaderAmong();
     await old.propose(encoder.encode('before'));
     const oldId = old.status().id;
     cut.add(oldId);
@@ -294,13 +312,13 @@ test('proposals of a leader cut off are failed as overwritten once the new leade
       ),
     );
     const others = all.filter((h) => h !== old);
-    const fresh = await leaderOf(others);
+    const fresh = await leaderAmong(others);
     await fresh.readBarrier();
     // Nothing more is written: the new leader's log ends before most stranded indexes.
     cut.delete(oldId);
     assert.deepEqual(await Promise.all(stranded), Array(5).fill('overwritten'));
   } finally {
-    for (const host of all) await host.stop();
+    await stop();
   }
 });
 
@@ -348,54 +366,24 @@ test('a save whose only change is the commit index is not made on the request pa
 });
 
 test('reads that arrive together on a follower share one ReadIndex request, and each sees every write acknowledged before it', async () => {
-  const ids = ['a', 'b', 'c'];
-  const hosts = new Map<string, RaftHost>();
-  const machines = new Map<string, ListMachine>();
-  const readIndexSent = new Map<string, number>(ids.map((id) => [id, 0]));
-  for (const id of ids) {
-    const sm = new ListMachine();
-    machines.set(id, sm);
-    hosts.set(
-      id,
-      new RaftHost({
-        id,
-        storage: new MemoryStorage(),
-        stateMachine: sm,
-        send: (m) => {
-          if (m.type === MessageType.ReadIndex) readIndexSent.set(m.from, readIndexSent.get(m.from)! + 1);
-          setImmediate(() => hosts.get(m.to)?.step(m));
-        },
-        bootstrap: { voters: ids },
-        tickMs: 10,
-        requestTimeoutMs: 10_000,
-      }),
-    );
-  }
-  const all = [...hosts.values()];
-  for (const host of all) await host.start();
+  const readIndexSent = new Map<string, number>();
+  const { all, leaderAmong, machineOf, stop } = await startLinkedHosts((m) => {
+    if (m.type === MessageType.ReadIndex) readIndexSent.set(m.from, (readIndexSent.get(m.from) ?? 0) + 1);
+    return true;
+  }, 10_000);
   try {
-    const end = Date.now() + 10_000;
-    const findLeader = () => all.find((h) => h.status().role === 'leader');
-    while (!findLeader()) {
-      assert.ok(Date.now() < end, 'no leader elected');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const leader = findLeader()!;
+    const leader = await leaderAmong();
     const follower = all.find((h) => h !== leader)!;
     const followerId = follower.status().id;
     for (let round = 0; round < 5; round++) {
       await leader.propose(encoder.encode(`w${round}`));
-      const before = readIndexSent.get(followerId)!;
+      const before = readIndexSent.get(followerId) ?? 0;
       // 100 reads in one turn of the event loop, each after the write above was acknowledged.
       await Promise.all(Array.from({ length: 100 }, () => follower.readBarrier()));
-      assert.equal(readIndexSent.get(followerId)! - before, 1, 'one ReadIndex for the whole batch');
-      assert.equal(
-        machines.get(followerId)!.items.at(-1),
-        `w${round}`,
-        'the read saw the acknowledged write',
-      );
+      assert.equal((readIndexSent.get(followerId) ?? 0) - before, 1, 'one ReadIndex for the whole batch');
+      assert.equal(machineOf(follower).items.at(-1), `w${round}`, 'the read saw the acknowledged write');
     }
   } finally {
-    for (const host of all) await host.stop();
+    await stop();
   }
 });

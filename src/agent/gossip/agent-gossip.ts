@@ -99,14 +99,19 @@ export function consulMember(m: MemberState): Record<string, unknown> {
     Port: port,
     Tags: tags,
     Status: STATUS_CODE[m.status],
-    ProtocolMin: 1,
-    ProtocolMax: 5,
-    ProtocolCur: 2,
-    DelegateMin: 2,
-    DelegateMax: 5,
-    DelegateCur: 4,
+    ...SERF_PROTOCOL_FIELDS,
   };
 }
+
+/** The protocol versions Consul's members list reports for every member (Serf's, as Consul 1.x). */
+export const SERF_PROTOCOL_FIELDS = {
+  ProtocolMin: 1,
+  ProtocolMax: 5,
+  ProtocolCur: 2,
+  DelegateMin: 2,
+  DelegateMax: 5,
+  DelegateCur: 4,
+} as const;
 
 /** Join targets: host[:port], the port defaulting to the gossip port (Consul's -retry-join). */
 export function gossipTargets(addresses: string[], defaultPort: number): string[] {

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { gossipTargets } from '../../agent/gossip/agent-gossip.js';
+import { gossipTargets, SERF_PROTOCOL_FIELDS } from '../../agent/gossip/agent-gossip.js';
 import type { ForceLeaveResult, MemberState } from '../../gossip/index.js';
 import { badRequest, HttpError } from './errors.js';
 import type { AgentControl, ConsulContext } from './http.js';
@@ -137,12 +137,7 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ConsulContext): v
         Tags: { role: 'consul', dc: agent.datacenter, id: s.id, port: String(port), raft_vsn: '3' },
         // Serf member status: 1 alive, 4 failed.
         Status: health === 'critical' ? 4 : 1,
-        ProtocolMin: 1,
-        ProtocolMax: 5,
-        ProtocolCur: 2,
-        DelegateMin: 2,
-        DelegateMax: 5,
-        DelegateCur: 4,
+        ...SERF_PROTOCOL_FIELDS,
       };
     });
   });
