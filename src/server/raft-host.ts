@@ -132,7 +132,6 @@ export class RaftHost {
   private snapshotting = false;
   /** A snapshot is being captured chunk by chunk (applies go on meanwhile). */
   private capturing = false;
-  private applyQueue: Entry[] = [];
   /** The hard state last saved, and a newer one held back because only its commit moved. */
   private savedHardState: HardState = { term: 0, vote: '', commit: 0 };
   private heldHardState: HardState | null = null;
@@ -461,8 +460,6 @@ export class RaftHost {
     if (rd.snapshot) {
       sm.restore(rd.snapshot.data);
       const index = rd.snapshot.meta.index;
-      // Entries queued before the snapshot are covered by it (or later ones follow it).
-      this.applyQueue = this.applyQueue.filter((e) => e.index > index);
       this.applied = index;
       this.lastSnapshotIndex = index;
       this.lastSnapshotBytes = rd.snapshot.data.byteLength;
@@ -479,7 +476,6 @@ export class RaftHost {
         }
       }
     }
-    for (const e of rd.committedEntries) this.applyQueue.push(e);
     for (const rs of rd.readStates) {
       const batch = this.reads.get(rs.context);
       if (!batch) continue;
@@ -498,15 +494,13 @@ export class RaftHost {
         read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
       }
     }
-    if (rd.snapshot && this.applyQueue.length === 0) this.opts.onApplied?.(this.applied);
-    this.drainApplyQueue();
+    if (rd.snapshot && rd.committedEntries.length === 0) this.opts.onApplied?.(this.applied);
+    this.applyCommitted(rd.committedEntries);
   }
 
   /** Apply what has committed. */
-  private drainApplyQueue(): void {
+  private applyCommitted(entries: readonly Entry[]): void {
     const sm = this.opts.stateMachine;
-    const entries = this.applyQueue;
-    this.applyQueue = [];
     for (const e of entries) {
       const result = e.data.byteLength > 0 || e.change ? sm.apply(e) : undefined;
       this.bytesSinceSnapshot += e.data.byteLength;
