@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import type { RaftServerView } from '../../server/server.js';
 import { type EtcdContext, etcdError, header, unary } from './context.js';
 import { memberIdOf } from './ids.js';
@@ -126,7 +127,7 @@ export async function memberPromote(ctx: EtcdContext, r: Msg, authority: string)
   }
 }
 
-export function clusterService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function clusterService(ctx: EtcdContext): ServiceImplementation {
   const refuse = async (): Promise<Msg> => {
     throw etcdError(grpc.status.FAILED_PRECONDITION, `etcdserver: ${MEMBERSHIP_BY_JOIN}`);
   };

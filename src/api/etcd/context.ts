@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrpcCall, UnaryHandler } from '../../grpc/call.js';
 import { RetryableError } from '../../server/raft-host.js';
 import type { ConclaveServer } from '../../server/server.js';
 import { type KeyValue, StoreError, StoreErrorCode } from '../../store/index.js';
@@ -119,11 +120,9 @@ export function int64(value: unknown, field: string): number {
 }
 
 /** Wrap an async unary handler: errors become etcd's gRPC errors. */
-export function unary<Req, Res>(
-  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(handler: (request: Req, call: GrpcCall) => Promise<Res>): UnaryHandler<Res> {
   return (call, callback) => {
-    handler(call.request, call).then(
+    handler(call.request as Req, call).then(
       (res) => callback(null, res),
       (err: unknown) => callback(toEtcdError(err)),
     );

@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrpcCall } from '../../grpc/call.js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import type { KeyValue } from '../../store/index.js';
 import { type EtcdContext, etcdError, header, int64, toEtcdKv } from './context.js';
 import { expect } from './kv.js';
@@ -207,13 +209,13 @@ function sameVersion(a: KeyValue, b: KeyValue): boolean {
   return a.modRevision === b.modRevision && Buffer.from(a.key).equals(Buffer.from(b.key));
 }
 
-export function electionService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function electionService(ctx: EtcdContext): ServiceImplementation {
   return {
     Campaign: recipeUnary((r: Msg, call) => campaign(ctx, r, cancelSignal(call))),
     Proclaim: recipeUnary((r: Msg) => proclaim(ctx, r)),
     Leader: recipeUnary((r: Msg) => leader(ctx, r)),
     Resign: recipeUnary((r: Msg) => resign(ctx, r)),
-    Observe: (call: grpc.ServerWritableStream<Msg, Msg>) => {
+    Observe: (call: GrpcCall) => {
       const signal = cancelSignal(call);
       observe(ctx, call.request, signal, (m) => call.write(m)).then(
         () => call.end(),

@@ -1,5 +1,5 @@
-import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
+import { GrpcServer } from '../../grpc/server.js';
 import type { ConclaveServer } from '../../server/server.js';
 import { ETCD_API_VERSION, type EtcdContext } from './context.js';
 import { registerEtcdGateway } from './gateway.js';
@@ -13,12 +13,8 @@ export async function startEtcdApi(
   port: number,
 ): Promise<{ port: number; close: () => Promise<void> }> {
   const ctx: EtcdContext = { server, version: ETCD_API_VERSION };
-  const grpcServer = new grpc.Server({
-    'grpc.max_receive_message_length': 2 * 1024 * 1024,
-    'grpc.keepalive_permit_without_calls': 1,
-    // Channelz keeps per-call statistics for grpc's own debugging service, which we do not serve.
-    'grpc.enable_channelz': 0,
-  });
+  // etcd's limit: 1.5 MiB requests plus gRPC's overhead allowance (embed.DefaultMaxRequestBytes + 512 KiB).
+  const grpcServer = new GrpcServer({ maxReceiveMessageBytes: 2 * 1024 * 1024 });
   addEtcdServices(grpcServer, ctx);
   const http = Fastify({ logger: false });
   registerEtcdGateway(http, ctx);

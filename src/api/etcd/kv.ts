@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import type {
   Compare,
   CompareResult,
@@ -236,7 +237,7 @@ export async function compact(ctx: EtcdContext, r: Msg): Promise<Msg> {
   return { header: header(ctx, result.revision) };
 }
 
-export function kvService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function kvService(ctx: EtcdContext): ServiceImplementation {
   return {
     Range: unary((r: Msg) => range(ctx, r)),
     Put: unary((r: Msg) => put(ctx, r)),

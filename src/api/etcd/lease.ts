@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrpcCall } from '../../grpc/call.js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import type { ConclaveServer } from '../../server/server.js';
 import {
   type EtcdContext,
@@ -122,7 +124,7 @@ export async function leaseLeases(ctx: EtcdContext): Promise<Msg> {
 /** Keep-alives answered in request order; a stream that floods us is paused, not buffered. */
 const MAX_IN_FLIGHT = 1024;
 
-function keepAliveStream(ctx: EtcdContext, call: grpc.ServerDuplexStream<Msg, Msg>): void {
+function keepAliveStream(ctx: EtcdContext, call: GrpcCall): void {
   let chain: Promise<void> = Promise.resolve();
   let inFlight = 0;
   let ended = false;
@@ -167,11 +169,11 @@ function keepAliveStream(ctx: EtcdContext, call: grpc.ServerDuplexStream<Msg, Ms
   call.on('close', stop);
 }
 
-export function leaseService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function leaseService(ctx: EtcdContext): ServiceImplementation {
   return {
     LeaseGrant: unary((r: Msg) => leaseGrant(ctx, r)),
     LeaseRevoke: unary((r: Msg) => leaseRevoke(ctx, r)),
-    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Msg, Msg>) => keepAliveStream(ctx, call),
+    LeaseKeepAlive: (call: GrpcCall) => keepAliveStream(ctx, call),
     LeaseTimeToLive: unary((r: Msg) => leaseTimeToLive(ctx, r)),
     LeaseLeases: unary(() => leaseLeases(ctx)),
   };

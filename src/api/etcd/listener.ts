@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
+import type { GrpcServer } from '../../grpc/server.js';
 
 /**
  * One port for gRPC and etcd's HTTP/1.1 JSON gateway, as etcd serves them: the first bytes of
@@ -14,14 +14,11 @@ const SNIFF_TIMEOUT_MS = 10_000;
 export class EtcdListener {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
-  private readonly injector: ReturnType<grpc.Server['createConnectionInjector']>;
 
   constructor(
-    private readonly grpcServer: grpc.Server,
+    private readonly grpcServer: GrpcServer,
     private readonly http: FastifyInstance,
-  ) {
-    this.injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  }
+  ) {}
 
   async listen(host: string, port: number): Promise<number> {
     await this.http.ready();
@@ -55,13 +52,12 @@ export class EtcdListener {
       if (isHttp2 && seen.length < PREFACE.length) return; // need more bytes to decide
       clearTimeout(timer);
       socket.off('data', onData);
-      // The bytes read to decide go back into the socket's buffer. HTTP/2 gets the native socket:
-      // Node's HTTP/2 session feeds what is already buffered to its parser before it reads the
-      // handle directly, so no JS stream sits between the socket and every frame.
+      // The bytes read to decide go back into the socket's buffer, for whichever server reads next.
       socket.pause();
       socket.unshift(seen);
       if (isHttp2) {
-        this.injector.injectConnection(socket);
+        this.grpcServer.handleConnection(socket);
+        socket.resume();
       } else {
         this.http.server.emit('connection', socket);
         socket.resume();
@@ -77,8 +73,7 @@ export class EtcdListener {
     const server = this.server;
     this.server = null;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.injector.destroy();
-    await new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
+    this.grpcServer.close();
     await this.http.close();
   }
 }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import { type EtcdContext, etcdError, header, int64 } from './context.js';
 import { expect } from './kv.js';
 import {
@@ -86,7 +87,7 @@ export async function unlock(ctx: EtcdContext, r: Msg): Promise<Msg> {
   return { header: header(ctx, result.revision) };
 }
 
-export function lockService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function lockService(ctx: EtcdContext): ServiceImplementation {
   return {
     Lock: recipeUnary((r: Msg, call) => lock(ctx, r, cancelSignal(call))),
     Unlock: recipeUnary((r: Msg) => unlock(ctx, r)),

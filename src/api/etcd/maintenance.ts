@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Packr } from 'msgpackr';
+import type { GrpcCall, StreamHandler } from '../../grpc/call.js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import { crc32 } from '../../store/crc32.js';
 import { type Store, StoreError, StoreErrorCode, snapshot, stateHash } from '../../store/index.js';
 import { findMember } from './cluster.js';
@@ -135,7 +137,7 @@ export function snapshotFromFile(file: Uint8Array): Uint8Array {
 }
 
 /** Wait for a full stream buffer to drain, or for the client to go away (no drain then). */
-function drainedOrCancelled(call: grpc.ServerWritableStream<Msg, Msg>): Promise<void> {
+function drainedOrCancelled(call: GrpcCall): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       call.off('drain', done);
@@ -147,7 +149,7 @@ function drainedOrCancelled(call: grpc.ServerWritableStream<Msg, Msg>): Promise<
   });
 }
 
-function snapshotHandler(ctx: EtcdContext): grpc.handleServerStreamingCall<Msg, Msg> {
+function snapshotHandler(ctx: EtcdContext): StreamHandler {
   return (call) => {
     void (async () => {
       const { data, digest } = snapshotStream(ctx.server.store);
@@ -215,7 +217,7 @@ export async function moveLeader(ctx: EtcdContext, r: Msg): Promise<Msg> {
   return { header: header(ctx) };
 }
 
-export function maintenanceService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function maintenanceService(ctx: EtcdContext): ServiceImplementation {
   return {
     Status: unary(async () => status(ctx)),
     Alarm: unary((r: Msg) => alarm(ctx, r)),

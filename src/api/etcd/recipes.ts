@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrpcCall, UnaryHandler } from '../../grpc/call.js';
 import {
   fromByteString,
   type KeyValue,
@@ -88,9 +89,9 @@ export function recipeError(err: unknown): grpc.ServiceError {
 
 /** `unary` for the recipe services: errors as etcd's lock/election servers return them. */
 export function recipeUnary<Req, Res>(
-  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-): grpc.handleUnaryCall<Req, Res> {
-  return unary((request: Req, call: grpc.ServerUnaryCall<Req, Res>) =>
+  handler: (request: Req, call: GrpcCall) => Promise<Res>,
+): UnaryHandler<Res> {
+  return unary((request: Req, call: GrpcCall) =>
     handler(request, call).catch((err: unknown) => {
       throw recipeError(err);
     }),

@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { GrpcCall } from '../../grpc/call.js';
 import { ERR_NO_LEADER, type EtcdContext } from './context.js';
 
 /**
@@ -16,7 +17,7 @@ const MAX_NO_LEADER_CHECKS = 3;
 /** Returns a stop function; calls `fail` (at most once) when the stream must end. */
 export function requireLeader(
   ctx: EtcdContext,
-  call: grpc.ServerDuplexStream<unknown, unknown>,
+  call: GrpcCall,
   fail: (error: grpc.ServiceError) => void,
 ): () => void {
   if (call.metadata.get('hasleader')[0] !== 'true') return () => {};

@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import type { GrpcServer } from '../../grpc/server.js';
 import { clusterService } from './cluster.js';
 import type { EtcdContext } from './context.js';
 import { electionService } from './election.js';
@@ -10,7 +10,7 @@ import { etcdProtos } from './proto.js';
 import { watchService } from './watch.js';
 
 /** Every etcd service this server answers, added to one gRPC server. */
-export function addEtcdServices(server: grpc.Server, ctx: EtcdContext): void {
+export function addEtcdServices(server: GrpcServer, ctx: EtcdContext): void {
   const { etcdserverpb, v3lockpb, v3electionpb } = etcdProtos();
   server.addService(etcdserverpb.KV.service, kvService(ctx));
   server.addService(etcdserverpb.Maintenance.service, maintenanceService(ctx));

@@ -1,8 +1,8 @@
-import type * as grpc from '@grpc/grpc-js';
+import type { GrpcCall } from '../../grpc/call.js';
+import type { ServiceImplementation } from '../../grpc/server.js';
 import { type EtcdContext, toEtcdError } from './context.js';
 import { requireLeader } from './require-leader.js';
 import { WatchSession } from './watch-session.js';
-import type { WatchResponse } from './watch-wire.js';
 
 /**
  * etcd's Watch service: one bidirectional stream, one WatchSession. Like etcd, a client that
@@ -23,9 +23,9 @@ export type { WatchResponse } from './watch-wire.js';
 // biome-ignore lint/suspicious/noExplicitAny: decoded protobuf messages.
 type Msg = any;
 
-export function watchService(ctx: EtcdContext): grpc.UntypedServiceImplementation {
+export function watchService(ctx: EtcdContext): ServiceImplementation {
   return {
-    Watch: (call: grpc.ServerDuplexStream<Msg, WatchResponse>) => {
+    Watch: (call: GrpcCall) => {
       let ended = false;
       const fail = (err: unknown) => {
         if (ended) return;
