@@ -1,4 +1,6 @@
 import { connect, type Socket } from 'node:net';
+import { Flag, FrameType, frame, MAX_WINDOW, PREFACE, writeFrameHeader } from '../../src/grpc/frames.js';
+import { HpackDecoder, literalField } from '../../src/grpc/hpack.js';
 
 /**
  * A minimal gRPC-over-HTTP/2 client on a raw TCP socket, for the load generator's hot path.
@@ -10,7 +12,8 @@ import { connect, type Socket } from 'node:net';
  * dynamic table of ours), requests batched into one socket write per event-loop turn, a full
  * HPACK decoder (static and dynamic tables, Huffman) for the server's responses so that every
  * call gets its grpc-status and grpc-message, connection-level flow control both ways, and
- * unary calls plus bidirectional streams (Watch). No retries, no name resolution, no TLS.
+ * unary calls plus bidirectional streams (Watch). No retries, no name resolution, no TLS. The
+ * frame layout and the HPACK code are the server's own (src/grpc).
  */
 
 export class GrpcError extends Error {
@@ -43,235 +46,24 @@ const GRPC_CODES = [
   'UNAUTHENTICATED',
 ];
 
-// frame types and flags (RFC 9113 section 6)
-const DATA = 0x0;
-const HEADERS = 0x1;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const PING = 0x6;
-const GOAWAY = 0x7;
-const WINDOW_UPDATE = 0x8;
-const CONTINUATION = 0x9;
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY = 0x20;
+const { DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION } = FrameType;
+const { END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY } = Flag;
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-const MAX_WINDOW = 0x7fffffff;
 /** Received bytes after which a WINDOW_UPDATE gives them back. */
 const REPLENISH_AT = 0x40000000;
 const DEFAULT_TIMEOUT_MS = 30_000;
-
-function frameHeader(
-  buf: Buffer,
-  at: number,
-  length: number,
-  type: number,
-  flags: number,
-  stream: number,
-): void {
-  buf[at] = (length >>> 16) & 0xff;
-  buf[at + 1] = (length >>> 8) & 0xff;
-  buf[at + 2] = length & 0xff;
-  buf[at + 3] = type;
-  buf[at + 4] = flags;
-  buf.writeUInt32BE(stream & MAX_WINDOW, at + 5);
-}
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(9 + payload.length);
-  frameHeader(out, 0, payload.length, type, flags, stream);
-  payload.copy(out, 9);
-  return out;
-}
-
-// ---- HPACK (RFC 7541)
-
-/** Encoder side: literal fields without indexing, no Huffman; the server's table never changes. */
-function hpackInt(value: number, prefixBits: number, firstByte: number): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [firstByte | value];
-  const out = [firstByte | max];
-  let v = value - max;
-  while (v >= 128) {
-    out.push((v & 127) | 128);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-const hpackString = (s: string): number[] => {
-  const b = Buffer.from(s, 'latin1');
-  return [...hpackInt(b.length, 7, 0), ...b];
-};
-/** Literal without indexing, name from the static table (index) or given as a string (0). */
-const literal = (nameIndex: number, name: string, value: string): number[] =>
-  nameIndex > 0
-    ? [...hpackInt(nameIndex, 4, 0), ...hpackString(value)]
-    : [0, ...hpackString(name), ...hpackString(value)];
+const frameHeader = writeFrameHeader;
 
 function requestHeaderBlock(authority: string, path: string): Buffer {
   return Buffer.from([
     0x83, // :method POST (static 3)
     0x86, // :scheme http (static 6)
-    ...literal(4, ':path', path),
-    ...literal(1, ':authority', authority),
-    ...literal(31, 'content-type', 'application/grpc'),
-    ...literal(0, 'te', 'trailers'),
-    ...literal(58, 'user-agent', 'conclave-bench-h2'),
+    ...literalField(4, ':path', path),
+    ...literalField(1, ':authority', authority),
+    ...literalField(31, 'content-type', 'application/grpc'),
+    ...literalField(0, 'te', 'trailers'),
+    ...literalField(58, 'user-agent', 'conclave-bench-h2'),
   ]);
-}
-
-const STATIC_TABLE: [string, string][] = [
-  [':authority', ''],
-  [':method', 'GET'],
-  [':method', 'POST'],
-  [':path', '/'],
-  [':path', '/index.html'],
-  [':scheme', 'http'],
-  [':scheme', 'https'],
-  [':status', '200'],
-  [':status', '204'],
-  [':status', '206'],
-  [':status', '304'],
-  [':status', '400'],
-  [':status', '404'],
-  [':status', '500'],
-  ...(
-    'accept-charset,accept-encoding,accept-language,accept-ranges,accept,access-control-allow-origin,age,' +
-    'allow,authorization,cache-control,content-disposition,content-encoding,content-language,' +
-    'content-length,content-location,content-range,content-type,cookie,date,etag,expect,expires,from,' +
-    'host,if-match,if-modified-since,if-none-match,if-range,if-unmodified-since,last-modified,link,' +
-    'location,max-forwards,proxy-authenticate,proxy-authorization,range,referer,refresh,retry-after,' +
-    'server,set-cookie,strict-transport-security,transfer-encoding,user-agent,vary,via,www-authenticate'
-  )
-    .split(',')
-    .map((name): [string, string] => [name, name === 'accept-encoding' ? 'gzip, deflate' : '']),
-];
-
-/**
- * HPACK's Huffman code is canonical, so the code length of each symbol (0..256, EOS last) is
- * all it takes to rebuild it: one letter per symbol, 'A' = 5 bits ... 'Z' = 30 bits.
- */
-const HUFFMAN_LENGTHS =
-  'ISXXXXXXXTZXXZXXXXXXXXZXXXXXXXXXBFFHIBDGFFDGDBBBAAABBBBBBBCDKBHFIBCCCCCCCCCCCCCCCCCCCCCCDCDIOIJBKAB' +
-  'ABABBBACCBBBABCBAABCCCCCKGJIXPRPPRRRSRSSSSSTSTTRSTSSSSQRSRSSTRQPRRSSQSRRTQRSSQQRQSRSSPRRRSRRSVVPORS' +
-  'RUVVVWWVTUOQVWWVWTQQVVXWWWPTPQRQQSRRUUTTVSVWVVWWWWWXWWWWWVZ';
-
-const huffman = (() => {
-  const lengths = [...HUFFMAN_LENGTHS].map((c) => c.charCodeAt(0) - 65 + 5);
-  const symbols = lengths.map((_, s) => s).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
-  const first = new Array<number>(31).fill(0);
-  const count = new Array<number>(31).fill(0);
-  const offset = new Array<number>(31).fill(0);
-  for (const l of lengths) count[l]!++;
-  let code = 0;
-  let at = 0;
-  for (let l = 1; l <= 30; l++) {
-    first[l] = code;
-    offset[l] = at;
-    at += count[l]!;
-    code = (code + count[l]!) * 2;
-  }
-  return { symbols, first, count, offset };
-})();
-
-function huffmanDecode(bytes: Buffer): string {
-  const { symbols, first, count, offset } = huffman;
-  const out: number[] = [];
-  let code = 0;
-  let len = 0;
-  for (const byte of bytes) {
-    for (let bit = 7; bit >= 0; bit--) {
-      code = code * 2 + ((byte >> bit) & 1);
-      len++;
-      const idx = code - first[len]!;
-      if (idx >= 0 && idx < count[len]!) {
-        const sym = symbols[offset[len]! + idx]!;
-        if (sym === 256) return Buffer.from(out).toString('latin1');
-        out.push(sym);
-        code = 0;
-        len = 0;
-      } else if (len >= 30) {
-        throw new Error('HPACK: invalid Huffman code');
-      }
-    }
-  }
-  return Buffer.from(out).toString('latin1'); // the remaining bits are padding (all ones)
-}
-
-class HpackDecoder {
-  /** newest first */
-  private dynamic: [string, string][] = [];
-  private size = 0;
-  private maxSize = 4096;
-
-  private entry(index: number): [string, string] {
-    if (index <= 0) throw new Error('HPACK: index 0');
-    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]!;
-    const e = this.dynamic[index - STATIC_TABLE.length - 1];
-    if (!e) throw new Error(`HPACK: no entry ${index}`);
-    return e;
-  }
-
-  private insert(name: string, value: string): void {
-    this.dynamic.unshift([name, value]);
-    this.size += name.length + value.length + 32;
-    this.evict();
-  }
-
-  private evict(): void {
-    while (this.size > this.maxSize && this.dynamic.length) {
-      const [n, v] = this.dynamic.pop()!;
-      this.size -= n.length + v.length + 32;
-    }
-  }
-
-  /** Decode one header block; calls `field` for each header. */
-  decode(block: Buffer, field: (name: string, value: string) => void): void {
-    let i = 0;
-    const int = (prefixBits: number): number => {
-      const max = (1 << prefixBits) - 1;
-      let v = block[i++]! & max;
-      if (v < max) return v;
-      let m = 1;
-      for (;;) {
-        const b = block[i++]!;
-        v += (b & 127) * m;
-        m *= 128;
-        if (b < 128) return v;
-      }
-    };
-    const str = (): string => {
-      const huff = (block[i]! & 0x80) !== 0;
-      const len = int(7);
-      const bytes = block.subarray(i, i + len);
-      i += len;
-      return huff ? huffmanDecode(bytes) : bytes.toString('latin1');
-    };
-    while (i < block.length) {
-      const b = block[i]!;
-      if (b & 0x80) {
-        const [n, v] = this.entry(int(7));
-        field(n, v);
-      } else if (b & 0x40) {
-        const idx = int(6);
-        const name = idx ? this.entry(idx)[0] : str();
-        const value = str();
-        this.insert(name, value);
-        field(name, value);
-      } else if (b & 0x20) {
-        this.maxSize = int(5);
-        this.evict();
-      } else {
-        const idx = int(4); // without indexing (0000) or never indexed (0001)
-        const name = idx ? this.entry(idx)[0] : str();
-        field(name, str());
-      }
-    }
-  }
 }
 
 // ---- the connection
