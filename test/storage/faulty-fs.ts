@@ -1,5 +1,5 @@
 /** An FsOps shim that injects write and sync failures, for ENOSPC/EIO tests. */
-import { type FsOps, nodeFsOps, type WalFile } from '../../src/storage/wal/fs-ops.js';
+import { type DsyncFile, type FsOps, nodeFsOps, type WalFile } from '../../src/storage/wal/fs-ops.js';
 
 export interface FaultPlan {
   /** Writes fail once this many bytes were written through the shim (a short write first, like a full disk). */
@@ -52,6 +52,26 @@ export class FaultyFs implements FsOps {
         await file.sync();
       },
       truncate: (lengthBytes) => file.truncate(lengthBytes),
+      close: () => file.close(),
+    };
+  }
+
+  /** An O_DSYNC write is a write and a sync at once: either fault plan applies to it. */
+  async openDsync(path: string): Promise<DsyncFile> {
+    const file = await nodeFsOps.openDsync!(path);
+    return {
+      writeDurable: async (bytes, position) => {
+        const limit = this.plan.failWritesAfterBytes;
+        if (limit !== undefined && this.writtenBytes + bytes.length > limit) {
+          const room = Math.max(0, limit - this.writtenBytes);
+          if (room > 0) await file.writeDurable(bytes.subarray(0, room), position);
+          this.writtenBytes += room;
+          throw this.error('write');
+        }
+        this.checkSync('O_DSYNC write');
+        await file.writeDurable(bytes, position);
+        this.writtenBytes += bytes.length;
+      },
       close: () => file.close(),
     };
   }

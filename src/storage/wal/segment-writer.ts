@@ -1,16 +1,21 @@
 /**
- * Appends batches to the active segment: one write and one fdatasync per batch, rolling over
- * to a new segment when the next batch would not fit.
+ * Appends batches to the active segment: one durable write per batch, rolling over to a new
+ * segment when the next batch would not fit.
  *
  * Preallocation: fdatasync of a write that grows the file must also commit the new size
  * (an ext4 journal commit), which makes it markedly slower than overwriting allocated blocks.
  * So the segment is extended with written zeros a chunk at a time, and most batches overwrite
  * zeros. Recovery reads zero fill after the last record as the end of the log.
+ *
+ * A batch that extends the file (or starts a segment) is written and then fdatasynced, which
+ * also commits the zero fill and the new size. A batch that only overwrites preallocated zeros
+ * goes through an O_DSYNC descriptor when the FsOps offers one (`openDsync`): one operation
+ * instead of two, with the same guarantee for the bytes written.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { encodeHardStateRecord } from './codec.js';
-import type { FsOps, WalFile } from './fs-ops.js';
+import type { DsyncFile, FsOps, WalFile } from './fs-ops.js';
 import type { PhysicalLog } from './physical-log.js';
 import { sealRecord } from './record.js';
 import { encodeSegmentHeader, segmentFileName, segmentHeaderBytes } from './segment-file.js';
@@ -24,7 +29,10 @@ export interface SegmentWriterOptions {
 
 interface ActiveSegment {
   seq: number;
+  path: string;
   file: WalFile;
+  /** The same file opened with O_DSYNC, once a batch needed it. */
+  dsync: DsyncFile | null;
   /** Where the next record goes. */
   writeOffsetBytes: number;
   /** File size: bytes up to here exist (zeros past writeOffsetBytes). */
@@ -52,8 +60,16 @@ export class SegmentWriter {
   async resume(fileName: string, seq: number, validEndBytes: number): Promise<void> {
     assert.equal(this.active, null);
     assert.equal(seq + 1, this.nextSeq);
-    const file = await this.options.fs.open(join(this.options.walDir, fileName), 'r+');
-    this.active = { seq, file, writeOffsetBytes: validEndBytes, allocatedBytes: validEndBytes };
+    const path = join(this.options.walDir, fileName);
+    const file = await this.options.fs.open(path, 'r+');
+    this.active = {
+      seq,
+      path,
+      file,
+      dsync: null,
+      writeOffsetBytes: validEndBytes,
+      allocatedBytes: validEndBytes,
+    };
   }
 
   /** The sequence number of the segment being appended to (never released), or -1. */
@@ -87,9 +103,15 @@ export class SegmentWriter {
     const startOffset = createdSegment ? 0 : active.writeOffsetBytes;
     const endOffset = startOffset + bytes.length;
     applyToLog(this.physical);
-    if (endOffset > active.allocatedBytes) await this.extend(active, endOffset);
-    await writeFully(active.file, bytes, startOffset);
-    await active.file.datasync();
+    const { fs } = this.options;
+    if (createdSegment || endOffset > active.allocatedBytes || !fs.openDsync) {
+      if (endOffset > active.allocatedBytes) await this.extend(active, endOffset);
+      await writeFully(active.file, bytes, startOffset);
+      await active.file.datasync();
+    } else {
+      active.dsync ??= await fs.openDsync(active.path);
+      await active.dsync.writeDurable(bytes, startOffset);
+    }
     // A new segment's directory entry must be durable before anything in it is acknowledged.
     if (createdSegment) await this.options.fs.syncDir(this.options.walDir);
     active.writeOffsetBytes = endOffset;
@@ -99,13 +121,18 @@ export class SegmentWriter {
   async close(): Promise<void> {
     const active = this.active;
     this.active = null;
-    if (active !== null) await active.file.close();
+    if (active !== null) {
+      await active.dsync?.close();
+      await active.file.close();
+    }
   }
 
   /** Seal the current segment and start the next; pushes the new header (and hard state copy) to `parts`. */
   private async rollOver(parts: Buffer[]): Promise<ActiveSegment> {
     const previous = this.active;
     if (previous !== null) {
+      await previous.dsync?.close();
+      previous.dsync = null;
       // Cut the zero fill: a segment that is not the last must end at its last record.
       await previous.file.truncate(previous.writeOffsetBytes);
       await previous.file.datasync();
@@ -114,16 +141,14 @@ export class SegmentWriter {
     }
     const seq = this.nextSeq;
     const firstIndex = this.physical.lastIndex + 1;
-    const file = await this.options.fs.open(
-      join(this.options.walDir, segmentFileName(seq, firstIndex)),
-      'wx',
-    );
+    const path = join(this.options.walDir, segmentFileName(seq, firstIndex));
+    const file = await this.options.fs.open(path, 'wx');
     this.nextSeq = seq + 1;
     this.physical.startSegment(seq, firstIndex, segmentFileName(seq, firstIndex));
     parts.push(encodeSegmentHeader(seq, firstIndex));
     // Every segment repeats the hard state, so releasing older segments never loses it.
     if (this.physical.hardState !== null) parts.push(encodeHardStateRecord(this.physical.hardState));
-    this.active = { seq, file, writeOffsetBytes: segmentHeaderBytes, allocatedBytes: 0 };
+    this.active = { seq, path, file, dsync: null, writeOffsetBytes: segmentHeaderBytes, allocatedBytes: 0 };
     return this.active;
   }
 
