@@ -74,6 +74,17 @@ function countingFs(counter: { syncs: number }): FsOps {
         close: () => file.close(),
       };
     },
+    // A write through an O_DSYNC descriptor is one sync too.
+    openDsync: async (path) => {
+      const file = await nodeFsOps.openDsync!(path);
+      return {
+        writeDurable: (bytes, position) => {
+          counter.syncs++;
+          return file.writeDurable(bytes, position);
+        },
+        close: () => file.close(),
+      };
+    },
   };
 }
 
