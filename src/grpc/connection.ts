@@ -48,7 +48,8 @@ const CONNECTION_WINDOW = 8 << 20;
 /** Queued socket bytes past which streams are asked to wait for 'drain'. */
 const CONGESTED_BYTES = 1 << 20;
 const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
-const MAX_GRPC_MESSAGE_CHARS = 4096;
+/** grpc-message as sent (percent-encoded): keeps any trailers block well inside one 16 KiB frame. */
+const MAX_GRPC_MESSAGE_BYTES = 4096;
 
 class ProtocolError extends Error {
   constructor(
@@ -82,13 +83,18 @@ function headersFrame(stream: number, block: Uint8Array, endStream: boolean): Bu
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
 function percentEncode(message: string): string {
-  const bytes = Buffer.from(message.slice(0, MAX_GRPC_MESSAGE_CHARS), 'utf8');
   let out = '';
-  for (const b of bytes) {
-    out +=
-      b >= 0x20 && b <= 0x7e && b !== 0x25
-        ? String.fromCharCode(b)
-        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  // Whole characters only, so a cut message still decodes as UTF-8.
+  for (const ch of message) {
+    let piece = '';
+    for (const b of Buffer.from(ch, 'utf8')) {
+      piece +=
+        b >= 0x20 && b <= 0x7e && b !== 0x25
+          ? String.fromCharCode(b)
+          : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    }
+    if (out.length + piece.length > MAX_GRPC_MESSAGE_BYTES) break;
+    out += piece;
   }
   return out;
 }
@@ -118,6 +124,8 @@ export class Http2Connection implements CallTransport {
   private inbox: Buffer | null = null;
   private prefaceSeen = false;
   private out: Buffer[] = [];
+  /** Bytes in `out`, not yet handed to the socket. */
+  private outBytes = 0;
   private flushScheduled = false;
   private sendWindow = DEFAULT_WINDOW;
   private peerInitialWindow = DEFAULT_WINDOW;
@@ -157,7 +165,7 @@ export class Http2Connection implements CallTransport {
   }
 
   congested(): boolean {
-    return this.socket.writableLength > CONGESTED_BYTES;
+    return this.socket.writableLength + this.outBytes > CONGESTED_BYTES;
   }
 
   /** Refuse new streams, let the open ones finish (the server is closing). */
@@ -175,6 +183,7 @@ export class Http2Connection implements CallTransport {
 
   private push(buf: Buffer): void {
     this.out.push(buf);
+    this.outBytes += buf.length;
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Everything produced in this turn of the loop (many calls' replies) goes out in one write.
@@ -186,7 +195,9 @@ export class Http2Connection implements CallTransport {
     if (this.closed || this.out.length === 0) return;
     const out = this.out;
     this.out = [];
-    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.outBytes = 0;
+    // Streams told to wait while this turn's output piled up may go on if the socket took it.
+    if (this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.drained();
   }
 
   private fatal(code: number, reason: string): void {
@@ -201,6 +212,7 @@ export class Http2Connection implements CallTransport {
     if (this.closed) return;
     this.closed = true;
     this.out = [];
+    this.outBytes = 0;
     const calls = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();
@@ -275,8 +287,11 @@ export class Http2Connection implements CallTransport {
     this.streams.delete(call.id);
     this.blocked.delete(call);
     if (call.deadline) clearTimeout(call.deadline);
-    // Bytes the client sent on this stream that we never gave back still count on the connection.
-    if (this.goingAway && this.streams.size === 0) this.socket.end();
+    if (this.goingAway && this.streams.size === 0 && !this.closed) {
+      // The last call is done: its reply and the GOAWAY go out before the socket ends.
+      this.flush();
+      this.socket.end();
+    }
   }
 
   private cancel(call: GrpcCall): void {
@@ -408,6 +423,8 @@ export class Http2Connection implements CallTransport {
       }
       case FrameType.RST_STREAM: {
         if (payload.length !== 4) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, 'bad RST_STREAM');
+        if (id === 0 || id > this.lastStreamId)
+          throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0 or an idle stream');
         const call = this.streams.get(id);
         if (call) this.cancel(call);
         return;
@@ -416,7 +433,8 @@ export class Http2Connection implements CallTransport {
         this.onSettings(id, flags, payload);
         return;
       case FrameType.PING:
-        if (payload.length !== 8 || id !== 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'bad PING');
+        if (id !== 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
+        if (payload.length !== 8) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, 'PING of the wrong size');
         if (!(flags & Flag.ACK)) this.push(frame(FrameType.PING, Flag.ACK, 0, Buffer.from(payload)));
         return;
       case FrameType.GOAWAY:
@@ -434,7 +452,11 @@ export class Http2Connection implements CallTransport {
 
   private onSettings(id: number, flags: number, payload: Buffer): void {
     if (id !== 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (flags & Flag.ACK) return;
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0)
+        throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
     if (payload.length % 6 !== 0) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, 'bad SETTINGS');
     for (let i = 0; i < payload.length; i += 6) {
       const key = payload.readUInt16BE(i);
@@ -502,8 +524,11 @@ export class Http2Connection implements CallTransport {
       if (pad >= data.length) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'bad padding');
       data = data.subarray(1, data.length - pad);
     }
+    const ending = (flags & Flag.END_STREAM) !== 0;
+    // Known before the messages are read: a call they fail must not reset a stream the client closed.
+    if (ending) call.remoteEnded = true;
     if (!call.finished) this.readMessages(call, data);
-    if (flags & Flag.END_STREAM) this.onRemoteEnd(call);
+    if (ending) this.onRemoteEnd(call);
     else if (!call.paused) this.giveBack(call);
   }
 

@@ -143,7 +143,8 @@ export class HpackDecoder {
         const b = byte();
         v += (b & 127) * m;
         m *= 128;
-        if (v > 0x7fffffff) throw new HpackError('HPACK: integer overflow');
+        // §5.1: an integer longer than we can hold is an error, zero continuation bytes included.
+        if (v > 0x7fffffff || m > 2 ** 35) throw new HpackError('HPACK: integer overflow');
         if (b < 128) return v;
       }
     };
