@@ -285,13 +285,7 @@ export class PeerTransport {
     }
     if (link.ready && link.socket) {
       this.stats.framesOut++;
-      const socket = link.socket;
-      // Frames written in one turn of the event loop leave in one writev, not a syscall each.
-      if (socket.writableCorked === 0) {
-        socket.cork();
-        process.nextTick(() => socket.uncork());
-      }
-      socket.write(bytes);
+      writeCorked(link.socket, bytes);
       return true;
     }
     if (link.queue.length >= this.opts.maxQueuedFramesPerPeer) {
@@ -468,11 +462,14 @@ export class PeerTransport {
     const handler = this.opts.onRequest;
     const reply = (ok: boolean, result: unknown) => {
       if (socket.destroyed) return;
+      let bytes: Buffer;
       try {
-        socket.write(encodeFrame({ t: 'res', id, ok, body: result }, this.opts.maxFrameBytes));
+        bytes = encodeFrame({ t: 'res', id, ok, body: result }, this.opts.maxFrameBytes);
       } catch (err) {
-        socket.write(encodeFrame({ t: 'res', id, ok: false, body: String(err) }, this.opts.maxFrameBytes));
+        bytes = encodeFrame({ t: 'res', id, ok: false, body: String(err) }, this.opts.maxFrameBytes);
       }
+      // Answers to forwarded writes resolve together when their entries apply: one writev.
+      writeCorked(socket, bytes);
     };
     if (!handler) {
       reply(false, 'this server takes no requests');
@@ -491,4 +488,16 @@ function splitHostPort(address: string): [string, string] {
   let host = address.slice(0, i);
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   return [host, address.slice(i + 1)];
+}
+
+/**
+ * Frames written in one turn of the event loop leave in one writev, not a syscall each: on
+ * loopback a write costs the sender the receiver's TCP work too, and it adds up per message.
+ */
+function writeCorked(socket: Socket, bytes: Buffer): void {
+  if (socket.writableCorked === 0) {
+    socket.cork();
+    process.nextTick(() => socket.uncork());
+  }
+  socket.write(bytes);
 }
