@@ -142,17 +142,19 @@ export class HistoryCapture {
   ) {}
 
   /**
-   * Visit up to `max` more of the keys that existed when the capture began, in order, each with
-   * its history as it was then (versions written since come after them: skip by revision).
-   * Returns how many were visited; 0 once every key has been.
+   * Visit more of the keys that existed when the capture began, in order, each with its history
+   * as it was then (versions written since come after them: skip by revision), until what
+   * `visit` returns (a cost, such as versions written; at least 1 each) adds up to `max`.
+   * Returns how many keys were visited; 0 once every key has been.
    */
-  visitBatch(max: number, visit: (key: ByteString, history: History) => void): number {
+  visitBatch(max: number, visit: (key: ByteString, history: History) => number): number {
     const high = this.frozenKeys.maxKey();
     if (this.done || high === undefined) return 0;
     const resumeAfter = this.cursor;
     const saved = this.saved;
     const live = this.mvcc.histories;
     let visited = 0;
+    let spent = 0;
     this.frozenKeys.forRange(resumeAfter ?? this.frozenKeys.minKey()!, high, true, (key) => {
       if (key === resumeAfter) return;
       let history = saved.size > 0 ? saved.get(key) : undefined;
@@ -160,10 +162,11 @@ export class HistoryCapture {
       else saved.delete(key);
       invariant(history !== undefined, () => `captured key ${key} lost its history`);
       this.cursor = key;
-      visit(key, history);
-      return ++visited >= max ? BREAK : undefined;
+      visited++;
+      spent += Math.max(1, visit(key, history));
+      return spent >= max ? BREAK : undefined;
     });
-    if (visited < max) this.done = true;
+    if (spent < max) this.done = true;
     return visited;
   }
 

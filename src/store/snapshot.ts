@@ -24,7 +24,12 @@ import { type ConsulFlags, isConsulFlags, type LeaseBehavior } from './types.js'
 
 const MAGIC = Buffer.from('CONCLAVE-STORE-SNAPSHOT\u0001', 'latin1');
 const FORMAT = 1;
-const KEYS_PER_FRAME = 4096;
+/**
+ * Versions per 'kv' frame (a key's versions are never split): a frame is encoded in one go, so
+ * this bounds how long one step of the capture holds the event loop (a few ms), however long
+ * the keys' histories.
+ */
+const VERSIONS_PER_FRAME = 4096;
 /** A restored key must be a byte string (every char 0..255). */
 function isByteString(text: string): boolean {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return false;
@@ -81,7 +86,7 @@ function frame(section: string, data: unknown): Uint8Array {
  */
 export function snapshotChunks(
   store: Store,
-  options: { keysPerFrame?: number } = {},
+  options: { versionsPerFrame?: number } = {},
 ): Generator<Uint8Array, void, undefined> {
   const internals = store.internals();
   const { counters } = internals;
@@ -125,7 +130,7 @@ export function snapshotChunks(
     frame('catalog', internals.catalog.dump()),
   ];
   const capture = internals.mvcc.beginCapture();
-  return streamChunks(meta, tables, capture, revision, options.keysPerFrame ?? KEYS_PER_FRAME);
+  return streamChunks(meta, tables, capture, revision, options.versionsPerFrame ?? VERSIONS_PER_FRAME);
 }
 
 function* streamChunks(
@@ -133,7 +138,7 @@ function* streamChunks(
   tables: Uint8Array[],
   capture: HistoryCapture,
   revision: number,
-  keysPerFrame: number,
+  versionsPerFrame: number,
 ): Generator<Uint8Array, void, undefined> {
   let crc = crc32(MAGIC);
   let frames = 0;
@@ -145,7 +150,7 @@ function* streamChunks(
   try {
     yield MAGIC;
     yield emit(frame('meta', meta));
-    yield* kvFrames(capture, revision, keysPerFrame, emit);
+    yield* kvFrames(capture, revision, versionsPerFrame, emit);
   } finally {
     capture.end();
   }
@@ -156,18 +161,18 @@ function* streamChunks(
   yield trailer;
 }
 
-/** The 'kv' frames: every key's versions up to `revision`, `keysPerFrame` keys a frame. */
+/** The 'kv' frames: every key's versions up to `revision`, about `versionsPerFrame` a frame. */
 function* kvFrames(
   capture: HistoryCapture,
   revision: number,
-  keysPerFrame: number,
+  versionsPerFrame: number,
   emit: (bytes: Uint8Array) => Uint8Array,
 ): Generator<Uint8Array, void, undefined> {
   for (;;) {
     // Flat: key, version count, then VERSION_FIELDS per version, for every key of the frame
     // (one array per frame rather than three per key: a third less capture time).
     const flat: (string | number | bigint)[] = [];
-    const visited = capture.visitBatch(keysPerFrame, (key, history) => {
+    const visited = capture.visitBatch(versionsPerFrame, (key, history) => {
       const versions = history instanceof Version ? [history] : history;
       const countAt = flat.length + 1;
       flat.push(key, 0);
@@ -188,6 +193,7 @@ function* kvFrames(
       }
       if (count === 0) flat.length -= 2;
       else flat[countAt] = count;
+      return count;
     });
     if (visited === 0) return;
     if (flat.length > 0) yield emit(frame('kvFlat', flat));

@@ -116,11 +116,11 @@ describe('snapshot and restore', () => {
         fc.array(writeArbitrary, { minLength: 1, maxLength: 60 }),
         fc.array(writeArbitrary, { minLength: 1, maxLength: 120 }),
         fc.integer({ min: 1, max: 4 }),
-        (before, during, keysPerFrame) => {
+        (before, during, versionsPerFrame) => {
           const h = new Harness();
           for (const write of before) applyWrite(h, write);
-          const expected = Buffer.concat([...snapshotChunks(h.store, { keysPerFrame })]);
-          const stream = snapshotChunks(h.store, { keysPerFrame });
+          const expected = Buffer.concat([...snapshotChunks(h.store, { versionsPerFrame })]);
+          const stream = snapshotChunks(h.store, { versionsPerFrame });
           const chunks: Uint8Array[] = [];
           let pending = [...during];
           for (let next = stream.next(); !next.done; next = stream.next()) {
@@ -175,7 +175,7 @@ describe('snapshot and restore', () => {
 
   test('a snapshot stream closed early stops tracking the store', () => {
     const h = busyHarness();
-    const stream = snapshotChunks(h.store, { keysPerFrame: 1 });
+    const stream = snapshotChunks(h.store, { versionsPerFrame: 1 });
     stream.next();
     stream.next();
     stream.return(undefined);

@@ -11,6 +11,11 @@
  * also commits the zero fill and the new size. A batch that only overwrites preallocated zeros
  * goes through an O_DSYNC descriptor when the FsOps offers one (`openDsync`): one operation
  * instead of two, with the same guarantee for the bytes written.
+ *
+ * The next stretch of zeros is written ahead of need, in the background, once less than half a
+ * stretch is left (`extendAhead`): writing and syncing megabytes of zeros takes milliseconds,
+ * and inline every batch behind it would wait. Batches only ever write below the durable
+ * allocated size; a background failure fails the next batch (fail-stop, like any write error).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -43,6 +48,9 @@ const zeroFill = Buffer.alloc(1024 * 1024);
 
 export class SegmentWriter {
   private active: ActiveSegment | null = null;
+  /** The background zero fill in flight, and its failure, reported by the next batch. */
+  private extending: Promise<void> | null = null;
+  private extendFailure: unknown = null;
   private nextSeq: number;
   private nextBatchSeq: number;
 
@@ -83,6 +91,7 @@ export class SegmentWriter {
    */
   async writeBatch(records: Buffer[], applyToLog: (log: PhysicalLog) => void): Promise<void> {
     assert.ok(records.length > 0, 'empty batch');
+    if (this.extendFailure !== null) throw this.extendFailure;
     let batchBytes = 0;
     for (const record of records) batchBytes += record.length;
     const parts: Buffer[] = [];
@@ -93,6 +102,8 @@ export class SegmentWriter {
       (active.writeOffsetBytes + batchBytes > this.options.maxSegmentBytes &&
         active.writeOffsetBytes > segmentHeaderBytes)
     ) {
+      // Truncation and close must not race the zero fill.
+      await this.extending;
       active = await this.rollOver(parts);
       createdSegment = true;
     }
@@ -104,6 +115,10 @@ export class SegmentWriter {
     const endOffset = startOffset + bytes.length;
     applyToLog(this.physical);
     const { fs } = this.options;
+    if (!createdSegment && endOffset > active.allocatedBytes && this.extending) {
+      await this.extending;
+      if (this.extendFailure !== null) throw this.extendFailure;
+    }
     if (createdSegment || endOffset > active.allocatedBytes || !fs.openDsync) {
       if (endOffset > active.allocatedBytes) await this.extend(active, endOffset);
       await writeFully(active.file, bytes, startOffset);
@@ -116,9 +131,30 @@ export class SegmentWriter {
     if (createdSegment) await this.options.fs.syncDir(this.options.walDir);
     active.writeOffsetBytes = endOffset;
     this.nextBatchSeq = (batchSeq + 1) >>> 0;
+    this.extendAhead(active);
+  }
+
+  private extendAhead(active: ActiveSegment): void {
+    const { preallocateBytes, maxSegmentBytes } = this.options;
+    if (this.extending !== null || active.allocatedBytes >= maxSegmentBytes) return;
+    if (active.allocatedBytes - active.writeOffsetBytes > preallocateBytes / 2) return;
+    const from = active.allocatedBytes;
+    const target = Math.min(from + preallocateBytes, maxSegmentBytes);
+    this.extending = (async () => {
+      try {
+        await this.zeroFill(active.file, from, target);
+        await active.file.datasync();
+        active.allocatedBytes = target;
+      } catch (err) {
+        this.extendFailure = err;
+      } finally {
+        this.extending = null;
+      }
+    })();
   }
 
   async close(): Promise<void> {
+    await this.extending;
     const active = this.active;
     this.active = null;
     if (active !== null) {
@@ -158,13 +194,16 @@ export class SegmentWriter {
       Math.min(active.allocatedBytes + this.options.preallocateBytes, this.options.maxSegmentBytes),
     );
     // Zeros go only past the batch; the batch itself is written next.
-    let offset = Math.max(endOffset, active.allocatedBytes);
-    while (offset < target) {
-      const length = Math.min(zeroFill.length, target - offset);
-      await writeFully(active.file, zeroFill.subarray(0, length), offset);
+    await this.zeroFill(active.file, Math.max(endOffset, active.allocatedBytes), target);
+    active.allocatedBytes = target;
+  }
+
+  private async zeroFill(file: WalFile, from: number, to: number): Promise<void> {
+    for (let offset = from; offset < to; ) {
+      const length = Math.min(zeroFill.length, to - offset);
+      await writeFully(file, zeroFill.subarray(0, length), offset);
       offset += length;
     }
-    active.allocatedBytes = target;
   }
 }
 
