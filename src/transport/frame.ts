@@ -1,9 +1,12 @@
 import { constants } from 'node:buffer';
 import { Packr } from 'msgpackr';
 import { invariant } from '../raft/assert.js';
+import type { Message } from '../raft/types.js';
+import { decodeRaftMessage, encodeRaftMessage, fitsRaftCodec, RAFT_CODEC_MARKER } from './raft-codec.js';
 
 /**
- * Length-prefixed frames: a 4-byte big-endian payload length, then a msgpack payload.
+ * Length-prefixed frames: a 4-byte big-endian payload length, then a msgpack payload, or for
+ * `{ t: 'raft', m }` a payload in the Raft message layout of ./raft-codec.ts.
  * Peer traffic is binary (DESIGN.md principle 4); the length prefix lets a reader reject an
  * oversized frame before buffering it.
  *
@@ -36,7 +39,7 @@ export function encodeFrame(
   maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
 ): Buffer {
   invariant(maxFrameBytes > 0 && maxFrameBytes < MORE_FOLLOWS, 'frame limit out of range');
-  const payload = packr.pack(value);
+  const payload = encodePayload(value);
   if (payload.length > maxMessageBytes) throw new FrameTooLargeError(payload.length, maxMessageBytes);
   const pieces = Math.max(1, Math.ceil(payload.length / maxFrameBytes));
   const out = Buffer.allocUnsafe(pieces * FRAME_HEADER_BYTES + payload.length);
@@ -49,6 +52,18 @@ export function encodeFrame(
     from += length;
   }
   return out;
+}
+
+function encodePayload(value: unknown): Buffer {
+  const raft = value as { t?: unknown; m?: Message };
+  if (raft.t === 'raft' && raft.m && fitsRaftCodec(raft.m)) return encodeRaftMessage(raft.m);
+  return packr.pack(value);
+}
+
+function decodePayload(payload: Buffer): unknown {
+  return payload[0] === RAFT_CODEC_MARKER
+    ? { t: 'raft', m: decodeRaftMessage(payload) }
+    : packr.unpack(payload);
 }
 
 /** Reassembles messages from stream chunks; throws FrameTooLargeError on an oversized header. */
@@ -87,7 +102,7 @@ export class FrameDecoder {
       if (this.buffered < FRAME_HEADER_BYTES + length) break;
       const payload = this.take(FRAME_HEADER_BYTES + length).subarray(FRAME_HEADER_BYTES);
       if (!more && this.pieces.length === 0) {
-        out.push(packr.unpack(payload));
+        out.push(decodePayload(payload));
         continue;
       }
       this.pieces.push(payload);
@@ -96,7 +111,7 @@ export class FrameDecoder {
       const whole = Buffer.concat(this.pieces, this.pieceBytes);
       this.pieces = [];
       this.pieceBytes = 0;
-      out.push(packr.unpack(whole));
+      out.push(decodePayload(whole));
     }
     return out;
   }

@@ -16,7 +16,8 @@ import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameDecoder } from './frame.js
  * slow or down, messages are dropped and the peer reported unreachable — Raft retransmits.
  */
 
-export const PROTOCOL_VERSION = 1;
+/** 2: Raft messages in their own binary layout (raft-codec.ts). Peers of another version are refused. */
+export const PROTOCOL_VERSION = 2;
 
 type Frame =
   | { t: 'hello'; v: number; cluster: string; from: NodeId; to: NodeId }

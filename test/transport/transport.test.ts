@@ -3,7 +3,11 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import { type Message, MessageType } from '../../src/raft/types.js';
 import { encodeFrame, FrameDecoder, FrameTooLargeError } from '../../src/transport/frame.js';
-import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport.js';
+import {
+  PeerTransport,
+  type PeerTransportOptions,
+  PROTOCOL_VERSION,
+} from '../../src/transport/peer-transport.js';
 
 function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
   const began = Date.now();
@@ -227,7 +231,7 @@ test('a peer outside the cluster may not send a message larger than one frame', 
     const sock = connect(portB, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
     const closed = new Promise((r) => sock.once('close', r));
-    sock.write(encodeFrame({ t: 'hello', v: 1, cluster: '', from: 'stranger', to: '' }, 1024));
+    sock.write(encodeFrame({ t: 'hello', v: PROTOCOL_VERSION, cluster: '', from: 'stranger', to: '' }, 1024));
     // A request split over several frames: refused, the connection closed.
     sock.write(encodeFrame({ t: 'req', id: 1, body: new Uint8Array(10_000) }, 1024));
     await closed;
