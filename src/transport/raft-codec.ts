@@ -51,12 +51,14 @@ export function encodeRaftMessage(m: Message): Buffer {
   const to = Buffer.from(m.to, 'utf8');
   const context = m.context !== undefined ? Buffer.from(m.context, 'utf8') : null;
   let flags = 0;
-  let numbers = 1; // term
-  if (m.index !== undefined) (flags |= HAS_INDEX), numbers++;
-  if (m.logTerm !== undefined) (flags |= HAS_LOG_TERM), numbers++;
-  if (m.commit !== undefined) (flags |= HAS_COMMIT), numbers++;
-  if (m.rejectHint !== undefined) (flags |= HAS_REJECT_HINT), numbers++;
-  if (m.readSeq !== undefined) (flags |= HAS_READ_SEQ), numbers++;
+  if (m.index !== undefined) flags |= HAS_INDEX;
+  if (m.logTerm !== undefined) flags |= HAS_LOG_TERM;
+  if (m.commit !== undefined) flags |= HAS_COMMIT;
+  if (m.rejectHint !== undefined) flags |= HAS_REJECT_HINT;
+  if (m.readSeq !== undefined) flags |= HAS_READ_SEQ;
+  // term, and one f64 per numeric field present (the five flags above)
+  let numbers = 1;
+  for (let bit = HAS_INDEX; bit <= HAS_READ_SEQ; bit <<= 1) if (flags & bit) numbers++;
   if (context) flags |= HAS_CONTEXT;
   if (m.reject) flags |= REJECT;
   if (m.transfer) flags |= TRANSFER;
