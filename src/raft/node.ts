@@ -685,7 +685,8 @@ export class RaftNode {
     );
     if (lastNew !== null) {
       this.membership.onAppend(entries);
-      this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: lastNew });
+      if (!m.commitOnly || entries.length > 0)
+        this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: lastNew });
       return;
     }
     // Fast backtracking (thesis §5.3, etcd-io/raft): point the leader at the last index whose
@@ -1040,7 +1041,7 @@ export class RaftNode {
       return false;
     }
     if (entries.length === 0 && !sendIfEmpty) return false;
-    this.send({
+    const m: Omit<Message, 'from'> = {
       type: MessageType.App,
       to,
       term: this.term,
@@ -1048,7 +1049,11 @@ export class RaftNode {
       logTerm: prevTerm,
       entries,
       commit: this.log.committed,
-    });
+    };
+    // In replicate state an empty append only moves the follower's commit index: its answer
+    // would change no progress (nothing in flight, nothing paused), so none is asked for.
+    if (entries.length === 0 && pr.state === 'replicate') m.commitOnly = true;
+    this.send(m);
     const last = entries[entries.length - 1];
     if (!last) return false;
     if (pr.state === 'replicate') {

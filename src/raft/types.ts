@@ -109,6 +109,12 @@ export interface Message {
   context?: string;
   snapshot?: Snapshot;
   transfer?: boolean;
+  /**
+   * App without entries sent only to carry the leader's commit index to a follower in
+   * replicate state: the follower applies it and does not answer (the leader learns nothing
+   * from the answer, and it was half of the messages of a lone write).
+   */
+  commitOnly?: boolean;
 }
 
 /** A confirmed ReadIndex: the reader may answer once its applied index reaches `index`. */

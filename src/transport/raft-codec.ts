@@ -29,7 +29,8 @@ const HAS_CONTEXT = 1 << 5;
 const HAS_ENTRIES = 1 << 6;
 const REJECT = 1 << 7;
 const TRANSFER = 1 << 8;
-const KNOWN_FLAGS = (1 << 9) - 1;
+const COMMIT_ONLY = 1 << 9;
+const KNOWN_FLAGS = (1 << 10) - 1;
 
 const MAX_TYPE = 12;
 const HEAD_BYTES = 5;
@@ -62,6 +63,7 @@ export function encodeRaftMessage(m: Message): Buffer {
   if (context) flags |= HAS_CONTEXT;
   if (m.reject) flags |= REJECT;
   if (m.transfer) flags |= TRANSFER;
+  if (m.commitOnly) flags |= COMMIT_ONLY;
   let size = HEAD_BYTES + 2 + from.length + 2 + to.length + 8 * numbers;
   if (context) size += 2 + context.length;
   const entries = m.entries;
@@ -129,6 +131,7 @@ export function decodeRaftMessage(payload: Buffer): Message {
   if (flags & HAS_CONTEXT) m.context = reader.text();
   if (flags & REJECT) m.reject = true;
   if (flags & TRANSFER) m.transfer = true;
+  if (flags & COMMIT_ONLY) m.commitOnly = true;
   if (flags & HAS_ENTRIES) {
     const count = reader.u32();
     // Each entry takes at least its fixed head: a count the payload cannot hold is malformed.

@@ -167,3 +167,25 @@ test('replication: proposals made in one turn go out in one append', () => {
   c.deliverAll();
   assert.deepEqual(c.appliedData('n3'), ['a', 'b', 'c']);
 });
+
+// A lone write in a steady cluster: the entry goes out and is acknowledged, then an empty
+// append carries the new commit index. That one needs no answer (replicate state: nothing is in
+// flight or paused), and followers give none; every follower still applies the entry.
+test('replication: commit-only appends are not answered, and followers still apply', () => {
+  const c = new Cluster();
+  c.elect('n1');
+  c.propose('n1', 'warm');
+  c.deliverAll();
+  const before = c.delivered.length;
+  c.propose('n1', 'x');
+  c.deliverAll();
+  const msgs = c.delivered.slice(before);
+  const appends = msgs.filter(all(is.from('n1'), is.type(T.App)));
+  const commitOnly = appends.filter((m) => m.commitOnly === true);
+  assert.equal(commitOnly.length, 2, 'one commit-only append per follower');
+  assert.ok(commitOnly.every((m) => (m.entries?.length ?? 0) === 0));
+  const answers = msgs.filter(is.type(T.AppResp));
+  assert.equal(answers.length, 2, 'only the appends that carried the entry are answered');
+  for (const id of ['n2', 'n3']) assert.deepEqual(c.appliedData(id), ['warm', 'x']);
+  assert.deepEqual(c.violations, []);
+});

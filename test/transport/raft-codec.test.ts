@@ -30,6 +30,7 @@ const message: fc.Arbitrary<Message> = fc
       readSeq: u64,
       context: fc.string({ maxLength: 60 }),
       transfer: fc.constant(true),
+      commitOnly: fc.constant(true),
       entries: fc.array(
         fc.record({
           term: u64,
