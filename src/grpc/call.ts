@@ -62,17 +62,33 @@ export class RequestMetadata {
   }
 }
 
-/** gRPC status codes used by the server itself. */
+/** gRPC status codes (grpc/doc/statuscodes.md). */
 export const Status = {
   OK: 0,
   CANCELLED: 1,
   UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
 } as const;
+export type Status = (typeof Status)[keyof typeof Status];
+
+/** An error that ends a call with its status: `details` is the grpc-message. */
+export interface ServiceError extends Error {
+  code: Status;
+  details: string;
+}
 
 export class GrpcCall extends EventEmitter {
   request: unknown = undefined;

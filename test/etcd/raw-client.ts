@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { etcdProtos } from '../../src/api/etcd/proto.js';
+import { etcdProtos } from './protos.js';
 
 /**
  * Raw grpc-js clients of etcd's services, built from the same .proto files the server loads,

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { startEtcdApi } from '../../src/api/etcd/etcd-api.js';
-import { etcdProtos } from '../../src/api/etcd/proto.js';
 import { silentLogger } from '../../src/server/logger.js';
 import { ConclaveServer, type ServerOptions } from '../../src/server/server.js';
+import { etcdProtos } from './protos.js';
 
 /**
  * Test helpers for the Lock, Election, Cluster and Maintenance services: raw grpc-js clients

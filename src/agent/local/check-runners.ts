@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import type { HealthStatus } from '../../store/index.js';
 import { splitHostPort } from '../../transport/address.js';
 import type { CheckDefinition } from './definitions.js';
@@ -173,8 +172,10 @@ function grpcProbe(def: CheckDefinition): Probe {
   const slash = spec.target.indexOf('/');
   const address = slash < 0 ? spec.target : spec.target.slice(0, slash);
   const service = slash < 0 ? '' : spec.target.slice(slash + 1);
-  return (signal) =>
-    new Promise((resolve) => {
+  return async (signal) => {
+    // Loaded on a gRPC check's first run: agents without one never carry grpc-js (about 12 MiB).
+    const grpc = await import('@grpc/grpc-js');
+    return new Promise((resolve) => {
       const credentials = spec.useTls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
       const client = new grpc.Client(address, credentials);
       const call = client.makeUnaryRequest(
@@ -202,6 +203,7 @@ function grpcProbe(def: CheckDefinition): Probe {
       );
       signal.addEventListener('abort', () => call.cancel(), { once: true });
     });
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import { Status } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import type { RaftServerView } from '../../server/server.js';
 import { type EtcdContext, etcdError, header, unary } from './context.js';
@@ -26,12 +26,12 @@ import { memberIdOf } from './ids.js';
 // biome-ignore lint/suspicious/noExplicitAny: decoded protobuf messages.
 type Msg = any;
 
-export const ERR_MEMBER_NOT_FOUND = () => etcdError(grpc.status.NOT_FOUND, 'etcdserver: member not found');
+export const ERR_MEMBER_NOT_FOUND = () => etcdError(Status.NOT_FOUND, 'etcdserver: member not found');
 export const ERR_MEMBER_NOT_LEARNER = () =>
-  etcdError(grpc.status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
+  etcdError(Status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
 export const ERR_LEARNER_NOT_READY = () =>
   etcdError(
-    grpc.status.FAILED_PRECONDITION,
+    Status.FAILED_PRECONDITION,
     'etcdserver: can only promote a learner member which is in sync with leader',
   );
 
@@ -129,7 +129,7 @@ export async function memberPromote(ctx: EtcdContext, r: Msg, authority: string)
 
 export function clusterService(ctx: EtcdContext): ServiceImplementation {
   const refuse = async (): Promise<Msg> => {
-    throw etcdError(grpc.status.FAILED_PRECONDITION, `etcdserver: ${MEMBERSHIP_BY_JOIN}`);
+    throw etcdError(Status.FAILED_PRECONDITION, `etcdserver: ${MEMBERSHIP_BY_JOIN}`);
   };
   return {
     MemberList: unary((r: Msg, call) => memberList(ctx, r, authorityOf(call))),

@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import type { GrpcCall, UnaryHandler } from '../../grpc/call.js';
+import { type GrpcCall, type ServiceError, Status, type UnaryHandler } from '../../grpc/call.js';
 import { RetryableError } from '../../server/raft-host.js';
 import type { ConclaveServer } from '../../server/server.js';
 import { type KeyValue, StoreError, StoreErrorCode } from '../../store/index.js';
@@ -46,76 +45,71 @@ export function toEtcdKv(kv: KeyValue, keysOnly = false): Record<string, unknown
 }
 
 /** A gRPC error with etcd's exact message (clients match on the text: etcd's rpctypes). */
-export function etcdError(code: grpc.status, message: string): grpc.ServiceError {
-  const err = new Error(message) as grpc.ServiceError;
+export function etcdError(code: Status, message: string): ServiceError {
+  const err = new Error(message) as ServiceError;
   err.code = code;
   err.details = message;
-  err.metadata = new grpc.Metadata();
   return err;
 }
 
-export const ERR_NO_LEADER = () => etcdError(grpc.status.UNAVAILABLE, 'etcdserver: no leader');
+export const ERR_NO_LEADER = () => etcdError(Status.UNAVAILABLE, 'etcdserver: no leader');
 
-export function toEtcdError(err: unknown): grpc.ServiceError {
+export function toEtcdError(err: unknown): ServiceError {
   if (err instanceof RetryableError) {
     switch (err.code) {
       case 'no-leader':
       case 'not-leader':
         return ERR_NO_LEADER();
       case 'overloaded':
-        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
+        return etcdError(Status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
       case 'overwritten':
-        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: leader changed');
+        return etcdError(Status.UNAVAILABLE, 'etcdserver: leader changed');
       case 'stopped':
-        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: server stopped');
+        return etcdError(Status.UNAVAILABLE, 'etcdserver: server stopped');
       default:
-        return etcdError(grpc.status.UNAVAILABLE, 'etcdserver: request timed out');
+        return etcdError(Status.UNAVAILABLE, 'etcdserver: request timed out');
     }
   }
   if (err instanceof StoreError) {
     switch (err.code) {
       case StoreErrorCode.Compacted:
-        return etcdError(grpc.status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted');
+        return etcdError(Status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted');
       case StoreErrorCode.FutureRevision:
-        return etcdError(
-          grpc.status.OUT_OF_RANGE,
-          'etcdserver: mvcc: required revision is a future revision',
-        );
+        return etcdError(Status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision is a future revision');
       case StoreErrorCode.EmptyKey:
-        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: key is not provided');
+        return etcdError(Status.INVALID_ARGUMENT, 'etcdserver: key is not provided');
       case StoreErrorCode.KeyNotFound:
-        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: key not found');
+        return etcdError(Status.INVALID_ARGUMENT, 'etcdserver: key not found');
       case StoreErrorCode.TooManyOps:
-        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: too many operations in txn request');
+        return etcdError(Status.INVALID_ARGUMENT, 'etcdserver: too many operations in txn request');
       case StoreErrorCode.DuplicateKey:
-        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: duplicate key given in txn request');
+        return etcdError(Status.INVALID_ARGUMENT, 'etcdserver: duplicate key given in txn request');
       case StoreErrorCode.KeyTooLarge:
       case StoreErrorCode.ValueTooLarge:
-        return etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: request is too large');
+        return etcdError(Status.INVALID_ARGUMENT, 'etcdserver: request is too large');
       case StoreErrorCode.QuotaExceeded:
-        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded');
+        return etcdError(Status.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded');
       case StoreErrorCode.LeaseNotFound:
-        return etcdError(grpc.status.NOT_FOUND, 'etcdserver: requested lease not found');
+        return etcdError(Status.NOT_FOUND, 'etcdserver: requested lease not found');
       case StoreErrorCode.LeaseExists:
-        return etcdError(grpc.status.FAILED_PRECONDITION, 'etcdserver: lease already exists');
+        return etcdError(Status.FAILED_PRECONDITION, 'etcdserver: lease already exists');
       case StoreErrorCode.LeaseTtlInvalid:
-        return etcdError(grpc.status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
+        return etcdError(Status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
       case StoreErrorCode.TooManyWatchers:
-        return etcdError(grpc.status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
+        return etcdError(Status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests');
       default:
-        return etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: ${err.message}`);
+        return etcdError(Status.INVALID_ARGUMENT, `etcdserver: ${err.message}`);
     }
   }
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as grpc.ServiceError).code === 'number')
-    return err as grpc.ServiceError;
-  return etcdError(grpc.status.UNKNOWN, err instanceof Error ? err.message : String(err));
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as ServiceError).code === 'number')
+    return err as ServiceError;
+  return etcdError(Status.UNKNOWN, err instanceof Error ? err.message : String(err));
 }
 
 /** Decimal-string or number int64 from a request, checked to be a safe integer. */
 export function int64(value: unknown, field: string): number {
   const n = typeof value === 'string' ? Number(value) : typeof value === 'number' ? value : 0;
-  if (!Number.isSafeInteger(n))
-    throw etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: ${field} out of range`);
+  if (!Number.isSafeInteger(n)) throw etcdError(Status.INVALID_ARGUMENT, `etcdserver: ${field} out of range`);
   return n;
 }
 

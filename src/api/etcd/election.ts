@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import type { GrpcCall } from '../../grpc/call.js';
+import { type GrpcCall, Status } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import type { KeyValue } from '../../store/index.js';
 import { type EtcdContext, etcdError, header, int64, toEtcdKv } from './context.js';
@@ -53,10 +52,10 @@ import {
 // biome-ignore lint/suspicious/noExplicitAny: decoded protobuf messages.
 type Msg = any;
 
-export const ERR_NOT_LEADER = () => etcdError(grpc.status.UNKNOWN, 'election: not leader');
-export const ERR_NO_LEADER = () => etcdError(grpc.status.UNKNOWN, 'election: no leader');
-export const ERR_MISSING_LEADER_KEY = () => etcdError(grpc.status.UNKNOWN, '"leader" field must be provided');
-const ERR_LEASE_NOT_FOUND = () => etcdError(grpc.status.UNKNOWN, 'etcdserver: requested lease not found');
+export const ERR_NOT_LEADER = () => etcdError(Status.UNKNOWN, 'election: not leader');
+export const ERR_NO_LEADER = () => etcdError(Status.UNKNOWN, 'election: no leader');
+export const ERR_MISSING_LEADER_KEY = () => etcdError(Status.UNKNOWN, '"leader" field must be provided');
+const ERR_LEASE_NOT_FOUND = () => etcdError(Status.UNKNOWN, 'etcdserver: requested lease not found');
 
 interface LeaderKey {
   name: Uint8Array;

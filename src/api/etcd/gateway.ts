@@ -1,7 +1,7 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type ServiceError, Status } from '../../grpc/call.js';
 import { memberList, memberPromote, memberRemove } from './cluster.js';
 import { type EtcdContext, etcdError, header, int64, toEtcdError } from './context.js';
 import { campaign, leader, observe, proclaim, resign } from './election.js';
@@ -22,7 +22,7 @@ import { compact, deleteRange, put, range, txn } from './kv.js';
 import { leaseGrant, leaseKeepAliveOnce, leaseLeases, leaseRevoke, leaseTimeToLive } from './lease.js';
 import { lock, unlock } from './lock.js';
 import { alarm, hashKV, moveLeader, status } from './maintenance.js';
-import { etcdProtos } from './proto.js';
+import { etcdService } from './proto.js';
 import { recipeError } from './recipes.js';
 import { WatchSession } from './watch.js';
 
@@ -178,10 +178,11 @@ const SERVICES: ServiceSpec[] = [
 
 /** Every HTTP binding of etcd 3.4's gateway: path → method. */
 function bindings(): Map<string, Binding> {
-  const protos = etcdProtos();
   const out = new Map<string, Binding>();
   for (const { pkg, service, paths: listed } of SERVICES) {
-    for (const [name, method] of Object.entries<LoadedMethod>(protos[pkg][service].service)) {
+    for (const [name, method] of Object.entries(
+      etcdService(`${pkg}.${service}`) as Record<string, LoadedMethod>,
+    )) {
       const http = method.options?.['(google.api.http)'] as
         | { post?: string; additional_bindings?: { post?: string } | { post?: string }[] }
         | undefined;
@@ -268,45 +269,45 @@ export function registerEtcdGateway(app: FastifyInstance, ctx: EtcdContext): voi
 // ------------------------------------------------------------------ errors
 
 interface RpcStatus {
-  code: grpc.status;
+  code: Status;
   message: string;
 }
 
 function statusOf(err: unknown): RpcStatus {
   const e = toEtcdError(err);
   return {
-    code: e.code ?? grpc.status.UNKNOWN,
+    code: e.code ?? Status.UNKNOWN,
     message: typeof e.details === 'string' ? e.details : e.message,
   };
 }
 
 /** grpc-gateway's HTTPStatusFromCode. */
-export function httpStatusFromCode(code: grpc.status): number {
+export function httpStatusFromCode(code: Status): number {
   switch (code) {
-    case grpc.status.OK:
+    case Status.OK:
       return 200;
-    case grpc.status.CANCELLED:
+    case Status.CANCELLED:
       return 408;
-    case grpc.status.INVALID_ARGUMENT:
-    case grpc.status.FAILED_PRECONDITION:
-    case grpc.status.OUT_OF_RANGE:
+    case Status.INVALID_ARGUMENT:
+    case Status.FAILED_PRECONDITION:
+    case Status.OUT_OF_RANGE:
       return 400;
-    case grpc.status.DEADLINE_EXCEEDED:
+    case Status.DEADLINE_EXCEEDED:
       return 504;
-    case grpc.status.NOT_FOUND:
+    case Status.NOT_FOUND:
       return 404;
-    case grpc.status.ALREADY_EXISTS:
-    case grpc.status.ABORTED:
+    case Status.ALREADY_EXISTS:
+    case Status.ABORTED:
       return 409;
-    case grpc.status.PERMISSION_DENIED:
+    case Status.PERMISSION_DENIED:
       return 403;
-    case grpc.status.UNAUTHENTICATED:
+    case Status.UNAUTHENTICATED:
       return 401;
-    case grpc.status.RESOURCE_EXHAUSTED:
+    case Status.RESOURCE_EXHAUSTED:
       return 429;
-    case grpc.status.UNIMPLEMENTED:
+    case Status.UNIMPLEMENTED:
       return 501;
-    case grpc.status.UNAVAILABLE:
+    case Status.UNAVAILABLE:
       return 503;
     default:
       return 500; // Unknown, Internal, DataLoss
@@ -377,7 +378,7 @@ function decodeRequest(b: Binding, json: JsonValue | undefined): Msg {
   const wire = b.method.requestSerialize(plain);
   if (wire.length > MAX_REQUEST_BYTES)
     throw etcdError(
-      grpc.status.RESOURCE_EXHAUSTED,
+      Status.RESOURCE_EXHAUSTED,
       `Received message larger than max (${wire.length} vs. ${MAX_REQUEST_BYTES})`,
     );
   return b.method.requestDeserialize(wire);
@@ -410,7 +411,7 @@ async function readRequest(b: Binding, request: FastifyRequest, reply: FastifyRe
     if (!(err instanceof BodyTooLarge)) throw err;
     reply.header('connection', 'close');
     throw etcdError(
-      grpc.status.RESOURCE_EXHAUSTED,
+      Status.RESOURCE_EXHAUSTED,
       `Received message larger than max (more than ${MAX_REQUEST_BYTES} bytes)`,
     );
   }
@@ -425,7 +426,7 @@ async function readRequest(b: Binding, request: FastifyRequest, reply: FastifyRe
 
 /** grpc-gateway answers a request body it cannot decode with InvalidArgument. */
 const badRequest = (err: unknown) =>
-  err instanceof DecodeError ? etcdError(grpc.status.INVALID_ARGUMENT, err.message) : err;
+  err instanceof DecodeError ? etcdError(Status.INVALID_ARGUMENT, err.message) : err;
 
 /** The authority the client dialled: the Host header, else this socket's address. */
 function authorityOf(raw: IncomingMessage): string {
@@ -461,8 +462,8 @@ async function serveUnary(
 }
 
 /** grpc-js's answer for a method the server does not have. */
-function unimplemented(b: Binding): grpc.ServiceError {
-  return etcdError(grpc.status.UNIMPLEMENTED, `The server does not implement the method ${b.method.path}`);
+function unimplemented(b: Binding): ServiceError {
+  return etcdError(Status.UNIMPLEMENTED, `The server does not implement the method ${b.method.path}`);
 }
 
 /** The JSON messages of a request body, as they arrive (a Go json.Decoder over the body). */
@@ -561,7 +562,7 @@ class StreamReply {
 }
 
 /** grpc-gateway reports an undecodable first message of a stream as a plain error (Unknown). */
-const undecodable = (err: DecodeError) => etcdError(grpc.status.UNKNOWN, err.message);
+const undecodable = (err: DecodeError) => etcdError(Status.UNKNOWN, err.message);
 
 /**
  * etcd's Watch over HTTP: a WatchSession fed by the body's requests; it lives on after the

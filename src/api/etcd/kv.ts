@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import { Status } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import type {
   Compare,
@@ -47,7 +47,7 @@ export function enumValue<T extends string>(values: readonly T[], raw: unknown, 
       ? values[Number(raw)]
       : values.find((x) => normalize(x) === normalize(String(raw)));
   if (v === undefined)
-    throw etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: invalid ${field} ${String(raw)}`);
+    throw etcdError(Status.INVALID_ARGUMENT, `etcdserver: invalid ${field} ${String(raw)}`);
   return v;
 }
 
@@ -117,7 +117,7 @@ function toRequestOp(op: Msg): RequestOp {
   if (op.request_put) return toPutOp(op.request_put);
   if (op.request_delete_range) return toDeleteOp(op.request_delete_range);
   if (op.request_txn) return toTxnOp(op.request_txn);
-  throw etcdError(grpc.status.INVALID_ARGUMENT, 'etcdserver: empty request op in txn');
+  throw etcdError(Status.INVALID_ARGUMENT, 'etcdserver: empty request op in txn');
 }
 
 export function toTxnOp(r: Msg): TxnOp {
@@ -182,7 +182,7 @@ function responseOps(ctx: EtcdContext, ops: ResponseOp[], revision: number): Msg
 /** A store result, or its error thrown as etcd's gRPC error. */
 export function expect<T extends Result['type']>(result: Result, type: T): Extract<Result, { type: T }> {
   if (result.type === 'error') throw toEtcdError(result.error);
-  if (result.type !== type) throw etcdError(grpc.status.INTERNAL, `unexpected ${result.type} result`);
+  if (result.type !== type) throw etcdError(Status.INTERNAL, `unexpected ${result.type} result`);
   return result as Extract<Result, { type: T }>;
 }
 

@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import type { GrpcCall } from '../../grpc/call.js';
+import { type GrpcCall, Status } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import type { ConclaveServer } from '../../server/server.js';
 import {
@@ -46,7 +45,7 @@ export async function leaseGrant(ctx: EtcdContext, r: Msg): Promise<Msg> {
   const requested = int64(r?.TTL, 'TTL');
   const id = int64(r?.ID, 'ID');
   if (requested > MAX_LEASE_TTL_SECONDS)
-    throw etcdError(grpc.status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
+    throw etcdError(Status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
   // etcd lessor.Grant: a TTL below the minimum (zero and negative included) is raised to it.
   const ttl = Math.max(requested, MIN_LEASE_TTL_SECONDS);
   const result = expect(

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import { Status } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import { type EtcdContext, etcdError, header, int64 } from './context.js';
 import { expect } from './kv.js';
@@ -42,7 +42,7 @@ import {
 // biome-ignore lint/suspicious/noExplicitAny: decoded protobuf messages.
 type Msg = any;
 
-export const ERR_SESSION_EXPIRED = () => etcdError(grpc.status.UNKNOWN, 'mutex: session is expired');
+export const ERR_SESSION_EXPIRED = () => etcdError(Status.UNKNOWN, 'mutex: session is expired');
 
 export async function lock(ctx: EtcdContext, r: Msg, signal: AbortSignal): Promise<Msg> {
   const prefix = prefixOf(bytes(r.name));

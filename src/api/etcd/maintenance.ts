@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
 import { Packr } from 'msgpackr';
-import type { GrpcCall, StreamHandler } from '../../grpc/call.js';
+import { type GrpcCall, Status, type StreamHandler } from '../../grpc/call.js';
 import type { ServiceImplementation } from '../../grpc/server.js';
 import { crc32 } from '../../store/crc32.js';
 import { type Store, StoreError, StoreErrorCode, snapshot, stateHash } from '../../store/index.js';
@@ -70,7 +69,7 @@ function alarmAction(raw: unknown): 'GET' | 'ACTIVATE' | 'DEACTIVATE' {
   if (v === 'GET' || v === '0') return 'GET';
   if (v === 'ACTIVATE' || v === '1') return 'ACTIVATE';
   if (v === 'DEACTIVATE' || v === '2') return 'DEACTIVATE';
-  throw etcdError(grpc.status.INVALID_ARGUMENT, `etcdserver: unknown alarm action ${String(raw)}`);
+  throw etcdError(Status.INVALID_ARGUMENT, `etcdserver: unknown alarm action ${String(raw)}`);
 }
 
 const alarmType = (raw: unknown): number => {
@@ -82,7 +81,7 @@ export async function alarm(ctx: EtcdContext, r: Msg): Promise<Msg> {
   const action = alarmAction(r.action);
   if (action === 'ACTIVATE')
     throw etcdError(
-      grpc.status.UNIMPLEMENTED,
+      Status.UNIMPLEMENTED,
       'etcdserver: alarms are raised by the store itself (NOSPACE when the quota is exceeded); they cannot be activated by request',
     );
   if (action === 'DEACTIVATE') return { header: header(ctx), alarms: [] };
@@ -212,7 +211,7 @@ export async function hashKV(ctx: EtcdContext, r: Msg): Promise<Msg> {
 
 export async function moveLeader(ctx: EtcdContext, r: Msg): Promise<Msg> {
   const target = findMember(ctx, r.targetID);
-  if (!target?.voter) throw etcdError(grpc.status.FAILED_PRECONDITION, 'etcdserver: bad leader transferee');
+  if (!target?.voter) throw etcdError(Status.FAILED_PRECONDITION, 'etcdserver: bad leader transferee');
   if (ctx.server.leaderId() !== target.id) await ctx.server.transferLeadership(target.id);
   return { header: header(ctx) };
 }

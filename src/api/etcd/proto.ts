@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import { loadSync, type Options, type PackageDefinition, type ServiceDefinition } from '@grpc/proto-loader';
 
 /**
  * etcd's service definitions. rpc.proto (with kv.proto and auth.proto) is loaded from the
@@ -24,11 +23,7 @@ export const LOADER_OPTIONS: Options = {
   oneofs: true,
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: grpc's loaded packages are untyped by nature.
-type Loaded = any;
-
 let definition: PackageDefinition | null = null;
-let cached: { etcdserverpb: Loaded; v3lockpb: Loaded; v3electionpb: Loaded } | null = null;
 
 /**
  * All three files parsed once (about 50 ms): the gRPC services and the JSON gateway's schema
@@ -42,15 +37,14 @@ export function etcdProtoDefinition(): PackageDefinition {
   return definition;
 }
 
-export function etcdProtos(): { etcdserverpb: Loaded; v3lockpb: Loaded; v3electionpb: Loaded } {
-  if (cached) return cached;
-  const loaded = grpc.loadPackageDefinition(etcdProtoDefinition()) as Loaded;
-  cached = {
-    etcdserverpb: loaded.etcdserverpb,
-    v3lockpb: loaded.v3lockpb,
-    v3electionpb: loaded.v3electionpb,
-  };
-  return cached;
+/**
+ * One service's methods (paths, protobuf serializers, options) by full name, e.g.
+ * 'etcdserverpb.KV'. Straight from proto-loader: the server needs no grpc-js to serve them.
+ */
+export function etcdService(name: string): ServiceDefinition {
+  const service = etcdProtoDefinition()[name];
+  if (!service || 'format' in service) throw new Error(`no service ${name} in etcd's protos`);
+  return service as ServiceDefinition;
 }
 
 export { ETCD_PROTO_DIR, OWN_PROTO_DIR };

@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import type { GrpcCall, UnaryHandler } from '../../grpc/call.js';
+import { type GrpcCall, type ServiceError, Status, type UnaryHandler } from '../../grpc/call.js';
 import {
   fromByteString,
   type KeyValue,
@@ -74,17 +73,17 @@ export function lastCreatedBelow(
   return out.kvs[0] ?? null;
 }
 
-export const CANCELLED = () => etcdError(grpc.status.CANCELLED, 'context canceled');
+export const CANCELLED = () => etcdError(Status.CANCELLED, 'context canceled');
 
 /**
  * etcd's lock and election servers call the store through an in-process clientv3, which turns
  * every gRPC error into a plain error with the same text: callers see status UNKNOWN and
  * etcd's message (e.g. "etcdserver: requested lease not found"; checked against etcd 3.4).
  */
-export function recipeError(err: unknown): grpc.ServiceError {
+export function recipeError(err: unknown): ServiceError {
   const e = toEtcdError(err);
-  if (e.code === grpc.status.CANCELLED || e.code === grpc.status.UNKNOWN) return e;
-  return etcdError(grpc.status.UNKNOWN, e.details || e.message);
+  if (e.code === Status.CANCELLED || e.code === Status.UNKNOWN) return e;
+  return etcdError(Status.UNKNOWN, e.details || e.message);
 }
 
 /** `unary` for the recipe services: errors as etcd's lock/election servers return them. */

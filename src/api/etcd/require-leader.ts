@@ -1,5 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
-import type { GrpcCall } from '../../grpc/call.js';
+import type { GrpcCall, ServiceError } from '../../grpc/call.js';
 import { ERR_NO_LEADER, type EtcdContext } from './context.js';
 
 /**
@@ -18,7 +17,7 @@ const MAX_NO_LEADER_CHECKS = 3;
 export function requireLeader(
   ctx: EtcdContext,
   call: GrpcCall,
-  fail: (error: grpc.ServiceError) => void,
+  fail: (error: ServiceError) => void,
 ): () => void {
   if (call.metadata.get('hasleader')[0] !== 'true') return () => {};
   if (ctx.server.leaderId() === '') {

@@ -6,17 +6,16 @@ import { kvService } from './kv.js';
 import { leaseService } from './lease.js';
 import { lockService } from './lock.js';
 import { maintenanceService } from './maintenance.js';
-import { etcdProtos } from './proto.js';
+import { etcdService } from './proto.js';
 import { watchService } from './watch.js';
 
 /** Every etcd service this server answers, added to one gRPC server. */
 export function addEtcdServices(server: GrpcServer, ctx: EtcdContext): void {
-  const { etcdserverpb, v3lockpb, v3electionpb } = etcdProtos();
-  server.addService(etcdserverpb.KV.service, kvService(ctx));
-  server.addService(etcdserverpb.Maintenance.service, maintenanceService(ctx));
-  server.addService(etcdserverpb.Cluster.service, clusterService(ctx));
-  server.addService(v3lockpb.Lock.service, lockService(ctx));
-  server.addService(v3electionpb.Election.service, electionService(ctx));
-  server.addService(etcdserverpb.Watch.service, watchService(ctx));
-  server.addService(etcdserverpb.Lease.service, leaseService(ctx));
+  server.addService(etcdService('etcdserverpb.KV'), kvService(ctx));
+  server.addService(etcdService('etcdserverpb.Maintenance'), maintenanceService(ctx));
+  server.addService(etcdService('etcdserverpb.Cluster'), clusterService(ctx));
+  server.addService(etcdService('v3lockpb.Lock'), lockService(ctx));
+  server.addService(etcdService('v3electionpb.Election'), electionService(ctx));
+  server.addService(etcdService('etcdserverpb.Watch'), watchService(ctx));
+  server.addService(etcdService('etcdserverpb.Lease'), leaseService(ctx));
 }

@@ -1,6 +1,6 @@
 import type { WatchEvent } from '../../store/index.js';
 import { type ResponseHeader, toEtcdKv } from './context.js';
-import { etcdProtos } from './proto.js';
+import { etcdService } from './proto.js';
 
 /** etcdserverpb.WatchResponse as proto-loader takes it (64-bit fields as decimal strings). */
 export interface WatchResponse {
@@ -49,7 +49,7 @@ export function toWireEvent(event: WatchEvent): WireEvent {
 
 /** Encoded size of a response, as protobuf counts it (etcd's wr.Size()). */
 function encodedSize(response: WatchResponse): number {
-  return etcdProtos().etcdserverpb.Watch.service.Watch.responseSerialize(response).length;
+  return etcdService('etcdserverpb.Watch').Watch!.responseSerialize(response).length;
 }
 
 /**
