@@ -68,12 +68,15 @@ export class EtcdListener {
   }
 
   async close(): Promise<void> {
+    // gRPC clients first get a GOAWAY (written on the next turn), so they move to another
+    // member at once rather than on a reset connection; then every socket is closed.
+    this.grpcServer.close();
+    await new Promise((resolve) => setImmediate(resolve));
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     const server = this.server;
     this.server = null;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.grpcServer.close();
     await this.http.close();
   }
 }
