@@ -1,5 +1,17 @@
 import { connect, type Socket } from 'node:net';
-import { Flag, FrameType, frame, MAX_WINDOW, PREFACE, writeFrameHeader } from '../../src/grpc/frames.js';
+import { frameMessage } from '../../src/grpc/call.js';
+import {
+  Flag,
+  FrameType,
+  frame,
+  H2Error,
+  MAX_WINDOW,
+  PREFACE,
+  rstStreamFrame,
+  Setting,
+  settingsFrame,
+  windowUpdateFrame,
+} from '../../src/grpc/frames.js';
 import { HpackDecoder, literalField } from '../../src/grpc/hpack.js';
 
 /**
@@ -52,7 +64,6 @@ const { END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY } = Flag;
 /** Received bytes after which a WINDOW_UPDATE gives them back. */
 const REPLENISH_AT = 0x40000000;
 const DEFAULT_TIMEOUT_MS = 30_000;
-const frameHeader = writeFrameHeader;
 
 function requestHeaderBlock(authority: string, path: string): Buffer {
   return Buffer.from([
@@ -89,14 +100,6 @@ export interface H2Stream {
   cancel(): void;
 }
 
-const grpcFrame = (message: Buffer): Buffer => {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-};
-
 export class H2Channel {
   private socket: Socket | null = null;
   private readonly host: string;
@@ -132,14 +135,11 @@ export class H2Channel {
     this.receivedSinceUpdate = 0;
     this.inbox = null;
     this.headerParts = null;
-    const settings = Buffer.alloc(12);
-    settings.writeUInt16BE(0x2, 0); // ENABLE_PUSH
-    settings.writeUInt32BE(0, 2);
-    settings.writeUInt16BE(0x4, 6); // INITIAL_WINDOW_SIZE
-    settings.writeUInt32BE(MAX_WINDOW, 8);
-    const inc = Buffer.alloc(4);
-    inc.writeUInt32BE(MAX_WINDOW - 65_535);
-    this.out.unshift(PREFACE, frame(SETTINGS, 0, 0, settings), frame(WINDOW_UPDATE, 0, 0, inc));
+    const settings = settingsFrame([
+      [Setting.ENABLE_PUSH, 0],
+      [Setting.INITIAL_WINDOW_SIZE, MAX_WINDOW],
+    ]);
+    this.out.unshift(PREFACE, settings, windowUpdateFrame(0, MAX_WINDOW - 65_535));
     this.scheduleFlush();
     // A replaced connection's late events are ignored.
     socket.on('data', (chunk: Buffer) => {
@@ -177,9 +177,7 @@ export class H2Channel {
 
   private reset(id: number): void {
     this.streams.delete(id);
-    const code = Buffer.alloc(4);
-    code.writeUInt32BE(0x8); // CANCEL
-    this.write(frame(RST_STREAM, 0, id, code));
+    this.write(rstStreamFrame(id, H2Error.CANCEL));
   }
 
   private write(buf: Buffer): void {
@@ -243,10 +241,7 @@ export class H2Channel {
     };
     this.streams.set(id, s);
     const block = this.headerBlock(path);
-    const h = Buffer.allocUnsafe(9 + block.length);
-    frameHeader(h, 0, block.length, HEADERS, END_HEADERS, id);
-    block.copy(h, 9);
-    this.write(h);
+    this.write(frame(HEADERS, END_HEADERS, id, block));
     return s;
   }
 
@@ -254,7 +249,7 @@ export class H2Channel {
   unary(path: string, request: Buffer, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const s = this.open(path, timeoutMs, (err, data) => (err ? reject(err) : resolve(data!)), null);
-      this.sendData(s.id, grpcFrame(request), true);
+      this.sendData(s.id, frameMessage(request), true);
     });
   }
 
@@ -263,7 +258,7 @@ export class H2Channel {
     const s = this.open(path, 0, (err) => onEnd(err), onMessage);
     return {
       send: (m) => {
-        if (this.streams.has(s.id)) this.sendData(s.id, grpcFrame(m), false);
+        if (this.streams.has(s.id)) this.sendData(s.id, frameMessage(m), false);
       },
       cancel: () => {
         if (this.streams.has(s.id)) this.reset(s.id);
@@ -315,9 +310,7 @@ export class H2Channel {
         if (flags & PADDED) data = payload.subarray(1, payload.length - payload[0]!);
         s.received += payload.length;
         if (s.received >= REPLENISH_AT) {
-          const inc = Buffer.alloc(4);
-          inc.writeUInt32BE(s.received);
-          this.write(frame(WINDOW_UPDATE, 0, id, inc));
+          this.write(windowUpdateFrame(id, s.received));
           s.received = 0;
         }
         if (s.chunks) s.chunks.push(data);
@@ -387,9 +380,7 @@ export class H2Channel {
   private replenish(bytes: number): void {
     this.receivedSinceUpdate += bytes;
     if (this.receivedSinceUpdate >= REPLENISH_AT) {
-      const inc = Buffer.alloc(4);
-      inc.writeUInt32BE(this.receivedSinceUpdate);
-      this.write(frame(WINDOW_UPDATE, 0, 0, inc));
+      this.write(windowUpdateFrame(0, this.receivedSinceUpdate));
       this.receivedSinceUpdate = 0;
     }
   }

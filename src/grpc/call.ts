@@ -112,7 +112,6 @@ export class GrpcCall extends EventEmitter {
   // Receive side.
   /** Bytes of the receive window the client has used and we have not yet given back. */
   unacked = 0;
-  recvWindow: number;
   partial: Buffer | null = null;
   readonly backlog: unknown[] = [];
   endAfterBacklog = false;
@@ -124,11 +123,9 @@ export class GrpcCall extends EventEmitter {
     readonly method: MethodDefinition,
     readonly metadata: RequestMetadata,
     sendWindow: number,
-    recvWindow: number,
   ) {
     super();
     this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
     // grpc-js's convention: a handler ends a stream with a status by emitting 'error'.
     this.on('error', (err: CallError) => this.fail(err));
   }

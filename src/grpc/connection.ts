@@ -15,7 +15,6 @@ import {
   Setting,
   settingsFrame,
   windowUpdateFrame,
-  writeFrameHeader,
 } from './frames.js';
 import { HpackDecoder, HpackError, indexedField, literalField } from './hpack.js';
 
@@ -68,17 +67,7 @@ const RESPONSE_HEADERS = Buffer.from([
 const OK_TRAILERS = Buffer.from(literalField(0, 'grpc-status', '0'));
 
 function headersFrame(stream: number, block: Uint8Array, endStream: boolean): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + block.length);
-  writeFrameHeader(
-    out,
-    0,
-    block.length,
-    FrameType.HEADERS,
-    Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0),
-    stream,
-  );
-  out.set(block, FRAME_HEADER_BYTES);
-  return out;
+  return frame(FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), stream, block);
 }
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
@@ -130,7 +119,7 @@ export class Http2Connection implements CallTransport {
   private sendWindow = DEFAULT_WINDOW;
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrame = DEFAULT_MAX_FRAME;
-  private recvWindow = DEFAULT_WINDOW;
+  /** Bytes the client sent that we have not yet given back: its window is ours minus these. */
   private unacked = 0;
   private lastStreamId = 0;
   private headerParts: { stream: number; endStream: boolean; parts: Buffer[]; bytes: number } | null = null;
@@ -153,7 +142,6 @@ export class Http2Connection implements CallTransport {
       ]),
     );
     this.push(windowUpdateFrame(0, CONNECTION_WINDOW - DEFAULT_WINDOW));
-    this.recvWindow = CONNECTION_WINDOW;
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('drain', () => this.drained());
     socket.on('error', () => {});
@@ -249,10 +237,7 @@ export class Http2Connection implements CallTransport {
     while (at < buf.length) {
       const n = Math.min(buf.length - at, this.sendWindow, call.sendWindow, this.peerMaxFrame);
       if (n <= 0) break;
-      const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
-      writeFrameHeader(f, 0, n, FrameType.DATA, 0, call.id);
-      buf.copy(f, FRAME_HEADER_BYTES, at, at + n);
-      this.push(f);
+      this.push(frame(FrameType.DATA, 0, call.id, buf.subarray(at, at + n)));
       at += n;
       this.sendWindow -= n;
       call.sendWindow -= n;
@@ -497,13 +482,11 @@ export class Http2Connection implements CallTransport {
   private onData(id: number, flags: number, payload: Buffer): void {
     if (id === 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     // Padding counts against the windows too (§6.9.1).
-    this.recvWindow -= payload.length;
     this.unacked += payload.length;
-    if (this.recvWindow < 0)
+    if (this.unacked > CONNECTION_WINDOW)
       throw new ProtocolError(H2Error.FLOW_CONTROL_ERROR, 'connection window exceeded');
     if (this.unacked >= CONNECTION_WINDOW / 2) {
       this.push(windowUpdateFrame(0, this.unacked));
-      this.recvWindow += this.unacked;
       this.unacked = 0;
     }
     const call = this.streams.get(id);
@@ -512,9 +495,8 @@ export class Http2Connection implements CallTransport {
       if (id > this.lastStreamId) throw new ProtocolError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
       return;
     }
-    call.recvWindow -= payload.length;
     call.unacked += payload.length;
-    if (call.recvWindow < 0) {
+    if (call.unacked > STREAM_WINDOW) {
       this.resetStream(call, H2Error.FLOW_CONTROL_ERROR);
       return;
     }
@@ -535,7 +517,6 @@ export class Http2Connection implements CallTransport {
   private giveBack(call: GrpcCall): void {
     if (call.unacked < STREAM_WINDOW / 2 || call.remoteEnded || call.finished) return;
     this.push(windowUpdateFrame(call.id, call.unacked));
-    call.recvWindow += call.unacked;
     call.unacked = 0;
   }
 
@@ -673,7 +654,6 @@ export class Http2Connection implements CallTransport {
       definition,
       metadata ?? new RequestMetadata(),
       this.peerInitialWindow,
-      STREAM_WINDOW,
     );
     call.authority = authority;
     this.streams.set(id, call);
