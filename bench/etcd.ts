@@ -41,7 +41,12 @@ const USAGE = `usage: npm run bench:etcd -- [options]
   --lock MODE         auto (v3lock if both serve it, else the KV+lease+watch recipe), v3lock or recipe
   --etcd PATH         the etcd binary (default: etcd on PATH)
   --dir DIR           where the temp data directories go (default: the OS temp dir)
-  --profile DIR       run the Conclave servers under node --cpu-prof, profiles written to DIR
+  --profile DIR       run the Conclave servers under node --cpu-prof, profiles written to DIR;
+                      each step's measured window is logged in the profiles' clock, for
+                      scripts/cpuprofile-summary.mjs --window
+  --profile-interval US  sampling interval for --profile (default node's, 1000 µs)
+  --node-args ARGS    more node options for the Conclave servers, space-separated
+                      (e.g. '--trace-gc --max-semi-space-size=32')
   --quick             a short run: fewer keys, shorter steps, concurrency 1,16`;
 
 const { values: opts } = parseArgs({
@@ -58,6 +63,8 @@ const { values: opts } = parseArgs({
     etcd: { type: 'string' },
     dir: { type: 'string' },
     profile: { type: 'string' },
+    'profile-interval': { type: 'string' },
+    'node-args': { type: 'string' },
     quick: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -106,6 +113,20 @@ if (lockOption !== 'auto' && lockOption !== 'v3lock' && lockOption !== 'recipe')
 }
 const PRELOAD_INFLIGHT = 64;
 const profileDir = opts.profile === undefined ? null : resolve(opts.profile);
+
+/** Node options for the Conclave servers: --profile's and --node-args'. */
+function conclaveNodeArgs(): string[] {
+  const args = opts['node-args']?.split(' ').filter((a) => a !== '') ?? [];
+  if (profileDir) {
+    args.push('--cpu-prof', '--cpu-prof-dir', profileDir);
+    if (opts['profile-interval'] !== undefined)
+      args.push(
+        '--cpu-prof-interval',
+        String(positive('--profile-interval', opts['profile-interval'], 1000, true)),
+      );
+  }
+  return args;
+}
 
 const log = (msg: string) => console.error(msg);
 
@@ -197,7 +218,7 @@ async function main(): Promise<void> {
   log('starting etcd (3 members) and Conclave (3 servers) on loopback ...');
   const [etcd, conclave] = await Promise.all([
     startEtcd(procs, root, etcdBin),
-    startConclave(procs, root, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    startConclave(procs, root, conclaveNodeArgs()),
   ]);
   log(`  etcd: ${etcd.members.map((m) => `${m.name} pid ${m.pid} ${m.endpoint}`).join(', ')}`);
   log(`  Conclave: ${conclave.members.map((m) => `${m.name} pid ${m.pid} ${m.endpoint}`).join(', ')}`);
@@ -262,6 +283,7 @@ async function main(): Promise<void> {
         }
         const before = await leaderFirst(c);
         let out: StepOutcome;
+        const stepStartUs = process.hrtime.bigint() / 1000n;
         try {
           out = await gen.step(
             {
@@ -284,6 +306,13 @@ async function main(): Promise<void> {
           row.notes.push(`${c.system}: step failed: ${text}`);
           log(`${workload} x${concurrency} ${c.system}: failed: ${text}`);
           continue;
+        }
+        if (profileDir && c === conclave) {
+          // process.hrtime and V8's profile timestamps read the same monotonic clock.
+          const measuredFrom = stepStartUs + BigInt(Math.round(warmupMs * 1000));
+          log(
+            `  profile window ${measuredFrom},${process.hrtime.bigint() / 1000n} (leader pid ${before.pid})`,
+          );
         }
         const after = await leaderFirst(c);
         if (after.term !== before.term) row.notes.push(`${c.system}: leader election during the step`);

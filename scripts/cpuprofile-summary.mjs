@@ -4,16 +4,27 @@
 // stretches without idle time with what ran in them (inclusive), which is where a latency stall
 // shows up.
 //
-// Usage: node scripts/cpuprofile-summary.mjs FILE.cpuprofile [--top N] [--runs N]
+// Usage: node scripts/cpuprofile-summary.mjs FILE.cpuprofile [--top N] [--runs N] [--last SECONDS]
+//
+// --last keeps only the samples of the profile's last SECONDS (a benchmark's final step, say),
+// and adds how many busy stretches there were per length and what their samples were doing.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string', default: '20' }, runs: { type: 'string', default: '3' } },
+  options: {
+    top: { type: 'string', default: '20' },
+    runs: { type: 'string', default: '3' },
+    last: { type: 'string' },
+    window: { type: 'string' },
+    long: { type: 'string', default: '2' },
+  },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node scripts/cpuprofile-summary.mjs FILE.cpuprofile [--top N] [--runs N]');
+  console.error(
+    'usage: node scripts/cpuprofile-summary.mjs FILE.cpuprofile [--top N] [--runs N] [--last SECONDS]',
+  );
   process.exit(2);
 }
 const profile = JSON.parse(readFileSync(positionals[0], 'utf8'));
@@ -33,9 +44,17 @@ const runs = [];
 let total = 0;
 let time = profile.startTime;
 let run = null;
+const [windowFrom, windowTo] = (values.window ?? '').split(',').map(Number);
+const from = values.window
+  ? windowFrom
+  : values.last === undefined
+    ? -Infinity
+    : profile.endTime - Number(values.last) * 1e6;
+const to = values.window ? windowTo : Infinity;
 for (let i = 0; i < profile.samples.length; i++) {
   const delta = profile.timeDeltas[i] ?? 0;
   time += delta;
+  if (time < from || time > to) continue;
   total += delta;
   const node = nodes.get(profile.samples[i]);
   const key = label(node);
@@ -54,6 +73,34 @@ if (run) runs.push(run);
 console.log(`${(total / 1000).toFixed(0)} ms sampled; self time:`);
 for (const [key, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
   console.log(`  ${pct(t, total)}  ${key}`);
+
+if (values.last !== undefined || values.window !== undefined) {
+  // Busy stretches by length, and the self time inside the long ones: what a request that
+  // arrives during one waits for.
+  const bounds = [1, 2, 3, 5, 10, Infinity];
+  const counts = bounds.map(() => 0);
+  const longSelf = new Map();
+  let longSamples = 0;
+  for (const r of runs) {
+    const ms = (r.end - r.start) / 1000;
+    counts[bounds.findIndex((b) => ms < b)]++;
+    if (ms < Number(values.long)) continue;
+    for (const id of r.samples) {
+      const key = label(nodes.get(id));
+      longSelf.set(key, (longSelf.get(key) ?? 0) + 1);
+      longSamples++;
+    }
+  }
+  console.log('\nbusy stretches by length (ms):');
+  let lower = 0;
+  for (let i = 0; i < bounds.length; i++) {
+    console.log(`  ${String(lower).padStart(2)}-${bounds[i] === Infinity ? '' : bounds[i]}: ${counts[i]}`);
+    lower = bounds[i];
+  }
+  console.log(`self time in stretches of ${values.long} ms or more:`);
+  for (const [key, n] of [...longSelf].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
+    console.log(`  ${pct(n, longSamples)}  ${key}`);
+}
 
 runs.sort((a, b) => b.end - b.start - (a.end - a.start));
 for (const r of runs.slice(0, Number(values.runs))) {

@@ -326,7 +326,9 @@ async function waitForEtcdApi(members: Member[], fail: () => string): Promise<vo
 }
 
 /** Leader first, then the others in order; and the current term. */
-export async function leaderFirst(cluster: ClusterHandle): Promise<{ endpoints: string[]; term: number }> {
+export async function leaderFirst(
+  cluster: ClusterHandle,
+): Promise<{ endpoints: string[]; term: number; pid: number | undefined }> {
   const clients = cluster.members.map((m) => channel(m.endpoint));
   try {
     const statuses = await Promise.all(clients.map((c) => callDecoded(c, RPC.status(), {}, 5000)));
@@ -334,7 +336,7 @@ export async function leaderFirst(cluster: ClusterHandle): Promise<{ endpoints: 
     const eps = cluster.members.map((m) => m.endpoint);
     if (leaderIdx > 0) eps.unshift(...eps.splice(leaderIdx, 1));
     const term = Math.max(...statuses.map((s) => Number(s.raftTerm ?? s.header?.raft_term ?? 0)));
-    return { endpoints: eps, term };
+    return { endpoints: eps, term, pid: cluster.members[leaderIdx]?.pid };
   } finally {
     for (const c of clients) c.close();
   }

@@ -149,6 +149,8 @@ export class RaftNode {
   private msgs: Message[] = [];
   /** Followers that need an append (new entries or a commit update), sent in the next Ready. */
   private appendDue = new Set<NodeId>();
+  /** Reused for the per-voter values quorum arithmetic reads (no array per call on the write path). */
+  private readonly quorumScratch: number[] = [];
   private heartbeatDue = false;
 
   /** Ticks since this node started: the leader lease is measured in them. */
@@ -847,7 +849,8 @@ export class RaftNode {
   private maybeCommit(): boolean {
     const self = this.progress.get(this.id);
     if (self) self.match = this.log.stableIndex;
-    const matches: number[] = [];
+    const matches = this.quorumScratch;
+    matches.length = 0;
     for (const v of this.membership.voters()) matches.push(this.progress.get(v)?.match ?? 0);
     const candidate = committedValue(matches);
     if (candidate <= this.log.committed) return false;
@@ -920,7 +923,8 @@ export class RaftNode {
 
   /** The latest heartbeat round acknowledged by a majority of voters (this leader included). */
   private confirmedRound(): number {
-    const acked: number[] = [];
+    const acked = this.quorumScratch;
+    acked.length = 0;
     for (const v of this.membership.voters()) {
       acked.push(v === this.id ? this.readSeq : (this.progress.get(v)?.readSeqAcked ?? 0));
     }

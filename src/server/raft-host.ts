@@ -3,6 +3,7 @@ import { invariant } from '../raft/assert.js';
 import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
 import type { ConfChange, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft/types.js';
 import type { RaftLogStorage } from '../storage/types.js';
+import { CommitNotices } from './commit-notices.js';
 
 /**
  * The imperative shell around the pure Raft core (DESIGN.md principle 1): it owns the clock
@@ -71,6 +72,11 @@ export interface RaftHostOptions {
   /** Entries kept in memory behind a snapshot, so slightly slow followers avoid a snapshot transfer. */
   keepEntriesAfterSnapshot?: number;
   requestTimeoutMs?: number;
+  /**
+   * How long the leader holds a commit-only append in case the next append to that follower
+   * makes it unnecessary (see commit-notices.ts); 0 sends them at once.
+   */
+  commitNoticeHoldMs?: number;
   raft?: Partial<Omit<RaftOptions, 'id' | 'random'>>;
   onLeaderChange?: (leader: NodeId, term: number) => void;
   onApplied?: (index: number) => void;
@@ -137,6 +143,7 @@ export class RaftHost {
   private heldHardState: HardState | null = null;
   /** Fsync latency of the last persisted Ready, for status and metrics. */
   lastPersistMs = 0;
+  private readonly notices: CommitNotices;
 
   constructor(options: RaftHostOptions) {
     this.opts = {
@@ -146,8 +153,10 @@ export class RaftHost {
       snapshotEveryEntries: 10_000,
       keepEntriesAfterSnapshot: 5_000,
       requestTimeoutMs: 10_000,
+      commitNoticeHoldMs: 2,
       ...options,
     };
+    this.notices = new CommitNotices((m) => this.opts.send(m), this.opts.commitNoticeHoldMs);
   }
 
   /** Load the log and start ticking. Resolves with what was recovered, for the caller's own indexes. */
@@ -249,6 +258,8 @@ export class RaftHost {
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = null;
+    // Followers should hear of the last commits before this leader goes quiet.
+    this.notices.flush();
     const err = new RetryableError('stopped', 'server is shutting down');
     for (const p of this.proposals.values()) {
       clearTimeout(p.timer);
@@ -387,10 +398,11 @@ export class RaftHost {
         this.opts.onLeaderChange?.(this.leader, raft.status().term);
         // Forwarded reads may be lost with the old leader: let their callers retry now.
         if (rd.softState.role !== 'leader') {
+          this.notices.flush();
           this.failReads(new RetryableError('no-leader', 'leader changed', this.leader), false);
         }
       }
-      for (const m of rd.messagesNow) this.opts.send(m);
+      for (const m of rd.messagesNow) this.notices.send(m);
       if (rd.entries.length > 0) {
         this.opts.onAppend?.(rd.entries);
         // A leader only appends to its own log; a follower's entries may replace its old ones.
@@ -420,7 +432,7 @@ export class RaftHost {
         this.lastPersistMs = performance.now() - began;
       }
       if (this.stopped) return;
-      for (const m of rd.messages) this.opts.send(m);
+      for (const m of rd.messages) this.notices.send(m);
       this.applyReady(rd);
       raft.advance(rd);
       this.maybeSnapshot();

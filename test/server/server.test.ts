@@ -89,6 +89,8 @@ test('server: the leader expires leases on its clock, and a new leader grants a 
     const rest = servers.filter((s) => s !== leader);
     await waitFor(() => rest.some((s) => s.isLeader()), 10_000, 'a new leader');
     const electedAt = Date.now();
+    // The grant is there to expire (else the wait below would pass at once).
+    await waitFor(() => rest.every((s) => s.store.lease(long.id) !== null), 5000, 'the grant applied');
     await waitFor(
       () => rest.every((s) => s.store.lease(long.id) === null),
       10_000,
