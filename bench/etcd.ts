@@ -45,8 +45,9 @@ const USAGE = `usage: npm run bench:etcd -- [options]
                       each step's measured window is logged in the profiles' clock, for
                       scripts/cpuprofile-summary.mjs --window
   --profile-interval US  sampling interval for --profile (default node's, 1000 µs)
-  --node-args ARGS    more node options for the Conclave servers, space-separated
-                      (e.g. '--trace-gc --max-semi-space-size=32')
+  --node-args=ARGS    more node options for the Conclave servers, space-separated
+                      (e.g. --node-args='--trace-gc --max-semi-space-size=32'; the = is needed)
+  --server-logs DIR   also write every server's output (both systems) to DIR/NAME.log
   --quick             a short run: fewer keys, shorter steps, concurrency 1,16`;
 
 const { values: opts } = parseArgs({
@@ -65,6 +66,7 @@ const { values: opts } = parseArgs({
     profile: { type: 'string' },
     'profile-interval': { type: 'string' },
     'node-args': { type: 'string' },
+    'server-logs': { type: 'string' },
     quick: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -132,7 +134,7 @@ const log = (msg: string) => console.error(msg);
 
 // ---- processes: whatever happens, every server we started is killed by PID
 
-const procs = new Processes();
+const procs = new Processes(opts['server-logs'] === undefined ? null : resolve(opts['server-logs']));
 const root = mkdtempSync(join(opts.dir ?? tmpdir(), 'conclave-bench-etcd-'));
 let generator: LoadGenerator | null = null;
 let cleaning: Promise<void> | null = null;

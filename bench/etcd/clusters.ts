@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { endianness } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -41,6 +41,9 @@ interface Tracked {
 export class Processes {
   private readonly tracked: Tracked[] = [];
 
+  /** With `logDir`, every child's stdout and stderr also go to `logDir/NAME.log`. */
+  constructor(private readonly logDir: string | null = null) {}
+
   spawn(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Tracked {
     const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const t: Tracked = {
@@ -53,6 +56,13 @@ export class Processes {
       }),
     };
     this.tracked.push(t);
+    if (this.logDir !== null) {
+      mkdirSync(this.logDir, { recursive: true });
+      const file = createWriteStream(join(this.logDir, `${name}.log`));
+      child.stdout!.pipe(file, { end: false });
+      child.stderr!.pipe(file, { end: false });
+      child.once('exit', () => file.end());
+    }
     // Always drain both pipes: a full pipe would stall the server.
     for (const s of [child.stdout, child.stderr]) {
       createInterface({ input: s! }).on('line', (line) => {
