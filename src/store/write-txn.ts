@@ -76,8 +76,11 @@ export class WriteTxn {
     const candidate =
       pending !== undefined ? pending.version : base !== undefined ? latestOf(base) : undefined;
     const previous = candidate?.live ? candidate : undefined;
+    // Reuse the key string the history already holds: the command's own copy then dies young
+    // instead of living (and being copied by the young-generation GC) with every version.
+    const storedKey = base !== undefined ? latestOf(base).key : key;
     const version = new Version(
-      key,
+      storedKey,
       value,
       previous ? previous.createRevision : this.revision,
       this.revision,
