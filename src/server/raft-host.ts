@@ -58,6 +58,12 @@ export interface RaftHostOptions {
   stateMachine: StateMachine;
   /** Hand a message to the transport; the shell never blocks on it. */
   send: (m: Message) => void;
+  /**
+   * Put the messages handed over so far on the wire now (a transport that batches a turn's
+   * writes). Called right after each batch, so the appends go out before the leader's own WAL
+   * write is prepared, and a follower's answer before it applies what committed.
+   */
+  flush?: () => void;
   /** The configuration a brand-new server starts with (bootstrap); ignored once the log has one. */
   bootstrap?: { voters: NodeId[]; data?: Uint8Array };
   /** Every entry this server appends to its log, before it is persisted (the directory reads addresses there). */
@@ -106,12 +112,26 @@ export class RaftHost {
   private readonly opts: Required<
     Omit<
       RaftHostOptions,
-      'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend' | 'onSnapshotInstalled'
+      | 'bootstrap'
+      | 'raft'
+      | 'onLeaderChange'
+      | 'onApplied'
+      | 'onFatal'
+      | 'onAppend'
+      | 'onSnapshotInstalled'
+      | 'flush'
     >
   > &
     Pick<
       RaftHostOptions,
-      'bootstrap' | 'raft' | 'onLeaderChange' | 'onApplied' | 'onFatal' | 'onAppend' | 'onSnapshotInstalled'
+      | 'bootstrap'
+      | 'raft'
+      | 'onLeaderChange'
+      | 'onApplied'
+      | 'onFatal'
+      | 'onAppend'
+      | 'onSnapshotInstalled'
+      | 'flush'
     >;
   private ticker: NodeJS.Timeout | null = null;
   private processing = false;
@@ -405,6 +425,7 @@ export class RaftHost {
         }
       }
       for (const m of rd.messagesNow) this.notices.send(m);
+      if (rd.messagesNow.length > 0) this.opts.flush?.();
       if (rd.entries.length > 0) {
         this.opts.onAppend?.(rd.entries);
         // A leader only appends to its own log; a follower's entries may replace its old ones.
@@ -436,6 +457,7 @@ export class RaftHost {
       }
       if (this.stopped) return;
       for (const m of rd.messages) this.notices.send(m);
+      if (rd.messages.length > 0) this.opts.flush?.();
       this.applyReady(rd);
       raft.advance(rd);
       this.maybeSnapshot();

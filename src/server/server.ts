@@ -190,6 +190,7 @@ export class ConclaveServer {
       storage: this.storage,
       stateMachine: this.state,
       send: (m) => this.transport.send(m),
+      flush: () => this.transport.flush(),
       tickMs: this.opts.tickMs ?? 100,
       electionTicks: this.opts.electionTicks ?? 10,
       snapshotEveryEntries: this.opts.snapshotEveryEntries ?? 16_384,

@@ -164,6 +164,17 @@ export class PeerTransport {
     return this.enqueue(link, { t: 'raft', m });
   }
 
+  /**
+   * Write out now what this turn has queued on the peers' sockets, instead of at the end of the
+   * turn (writes are corked per turn, see writeCorked): the Raft host calls it once its messages
+   * are handed over, so appends and their answers are not held back by work later in the turn.
+   */
+  flush(): void {
+    for (const link of this.links.values()) {
+      if (link.socket && link.socket.writableCorked > 0) link.socket.uncork();
+    }
+  }
+
   /** A request to a peer, answered by its onRequest handler. */
   request(to: NodeId, body: unknown, timeoutMs: number): Promise<unknown> {
     const link = this.links.get(to);

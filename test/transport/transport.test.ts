@@ -99,6 +99,29 @@ test('raft messages flow both ways, in order, over reused connections', async ()
   }
 });
 
+test("flush puts the turn's writes on the wire at once; writes after it in the same turn still arrive, in order", async () => {
+  const { a, b, gotB } = await pair();
+  try {
+    a.send(heartbeat('a', 'b', 1));
+    await until(() => gotB.length === 1);
+    // One turn: batches cut by flush, as the Raft host does after each batch of messages.
+    for (let i = 2; i <= 30; i++) {
+      a.send(heartbeat('a', 'b', i));
+      if (i % 7 === 0) a.flush();
+    }
+    a.flush();
+    a.send(heartbeat('a', 'b', 31));
+    await until(() => gotB.length === 31);
+    assert.deepEqual(
+      gotB.map((m) => m.term),
+      Array.from({ length: 31 }, (_, i) => i + 1),
+    );
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
 test('requests are answered on the same connection', async () => {
   const { a, b } = await pair();
   try {
