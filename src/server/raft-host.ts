@@ -106,33 +106,22 @@ interface PendingRead {
   index: number;
 }
 
+/** Options without a default: absent means not wanted. */
+type OptionalHostOption =
+  | 'bootstrap'
+  | 'raft'
+  | 'onLeaderChange'
+  | 'onApplied'
+  | 'onFatal'
+  | 'onAppend'
+  | 'onSnapshotInstalled'
+  | 'flush';
+
 export class RaftHost {
   private raft: RaftNode | null = null;
   private random: () => number = Math.random;
-  private readonly opts: Required<
-    Omit<
-      RaftHostOptions,
-      | 'bootstrap'
-      | 'raft'
-      | 'onLeaderChange'
-      | 'onApplied'
-      | 'onFatal'
-      | 'onAppend'
-      | 'onSnapshotInstalled'
-      | 'flush'
-    >
-  > &
-    Pick<
-      RaftHostOptions,
-      | 'bootstrap'
-      | 'raft'
-      | 'onLeaderChange'
-      | 'onApplied'
-      | 'onFatal'
-      | 'onAppend'
-      | 'onSnapshotInstalled'
-      | 'flush'
-    >;
+  private readonly opts: Required<Omit<RaftHostOptions, OptionalHostOption>> &
+    Pick<RaftHostOptions, OptionalHostOption>;
   private ticker: NodeJS.Timeout | null = null;
   private processing = false;
   private scheduled = false;

@@ -14,16 +14,10 @@ const notice = (to: string, commit: number, term = 2): Message => ({
   commit,
   commitOnly: true,
 });
-const append = (to: string, commit: number, term = 2): Message => ({
-  type: MessageType.App,
-  from: 'n1',
-  to,
-  term,
-  index: commit,
-  logTerm: term,
-  entries: [{ term, index: commit + 1, type: 0, data: new Uint8Array([1]) }],
-  commit,
-});
+const append = (to: string, commit: number, term = 2): Message => {
+  const { commitOnly: _, ...m } = notice(to, commit, term);
+  return { ...m, entries: [{ term, index: commit + 1, type: 0, data: new Uint8Array([1]) }] };
+};
 const heartbeat = (to: string, commit: number): Message => ({
   type: MessageType.Heartbeat,
   from: 'n1',
