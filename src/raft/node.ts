@@ -992,7 +992,10 @@ export class RaftNode {
   // ---------------------------------------------------------------- sending
 
   private send(m: Omit<Message, 'from'>): void {
-    this.msgs.push({ ...m, from: this.id } as Message);
+    // Every message is built fresh by its caller, so it is completed in place (a copy per
+    // message was a noticeable share of a leader's allocation per write).
+    (m as Message).from = this.id;
+    this.msgs.push(m as Message);
   }
 
   private flushSends(): void {
