@@ -585,7 +585,7 @@ export class RaftHost {
     this.snapshotSpread = 1 + this.random() / 2;
     const chunks: Uint8Array[] = [];
     let total = 0;
-    let streamDone = false;
+    // Made once the stream is pulled to its end; the chunks are then copied into it in order.
     let assembled: Buffer | null = null;
     let copied = 0;
     let offset = 0;
@@ -597,17 +597,17 @@ export class RaftHost {
     // held the loop for 20-50 ms, mostly page faults on the fresh allocation.
     const slice = () => {
       try {
+        if (this.stopped) {
+          this.capturing = false;
+          if (assembled === null) stream.return?.();
+          return;
+        }
         const began = performance.now();
         const sliceOver = () => performance.now() - began > CAPTURE_SLICE_MS;
-        while (!streamDone) {
-          if (this.stopped) {
-            this.capturing = false;
-            stream.return?.();
-            return;
-          }
+        while (assembled === null) {
           const next = stream.next();
           if (next.done) {
-            streamDone = true;
+            assembled = Buffer.allocUnsafe(total);
             break;
           }
           chunks.push(next.value);
@@ -617,12 +617,7 @@ export class RaftHost {
             return;
           }
         }
-        assembled ??= Buffer.allocUnsafe(total);
         while (copied < chunks.length) {
-          if (this.stopped) {
-            this.capturing = false;
-            return;
-          }
           const chunk = chunks[copied]!;
           assembled.set(chunk, offset);
           offset += chunk.byteLength;
