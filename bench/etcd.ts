@@ -141,7 +141,8 @@ let cleaning: Promise<void> | null = null;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     await generator?.close().catch(() => {});
-    await procs.stopAll(profileDir ? 15_000 : 0);
+    // A graceful stop lets node write what --profile or --node-args asked for (--heap-prof).
+    await procs.stopAll(profileDir || opts['node-args'] ? 15_000 : 0);
     if (profileDir) log(`Conclave CPU profiles in ${profileDir}`);
     rmSync(root, { recursive: true, force: true });
   })();

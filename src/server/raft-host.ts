@@ -96,7 +96,8 @@ interface PendingProposal {
   term: number;
   resolve: (result: unknown) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the caller is told it timed out. */
+  deadline: number;
 }
 
 interface PendingRead {
@@ -126,7 +127,13 @@ export class RaftHost {
   private processing = false;
   private scheduled = false;
   private stopped = false;
+  /**
+   * Proposals waiting for their entry to apply. Deadlines grow in insertion order (each is its
+   * proposal time plus the same timeout), so one timer for the oldest serves them all: no
+   * timer per write.
+   */
   private proposals = new Map<number, PendingProposal>();
+  private proposalTimer: NodeJS.Timeout | null = null;
   /** ReadIndex requests in flight, by context: each serves the batch of reads that share it. */
   private reads = new Map<string, PendingRead[]>();
   /** Reads that arrived since the last ReadIndex was issued; they will share the next one. */
@@ -271,11 +278,10 @@ export class RaftHost {
     // Followers should hear of the last commits before this leader goes quiet.
     this.notices.flush();
     const err = new RetryableError('stopped', 'server is shutting down');
-    for (const p of this.proposals.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
+    for (const p of this.proposals.values()) p.reject(err);
     this.proposals.clear();
+    if (this.proposalTimer) clearTimeout(this.proposalTimer);
+    this.proposalTimer = null;
     this.failReads(err, true);
     while (this.processing || this.snapshotting || this.capturing) await new Promise((r) => setTimeout(r, 5));
     // A held-back commit index is worth keeping on a clean stop: the restart applies that far
@@ -484,7 +490,6 @@ export class RaftHost {
       const dead = index <= last.index ? p.term !== entries[index - first.index]!.term : p.term < last.term;
       if (!dead) continue;
       this.proposals.delete(index);
-      clearTimeout(p.timer);
       p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
     }
   }
@@ -502,7 +507,6 @@ export class RaftHost {
       // Proposals at or below the snapshot were decided elsewhere; their results are unknown here.
       for (const [i, p] of this.proposals) {
         if (i <= index) {
-          clearTimeout(p.timer);
           p.reject(
             new RetryableError('overwritten', 'state replaced by a snapshot before the result was seen'),
           );
@@ -542,7 +546,6 @@ export class RaftHost {
       const p = this.proposals.get(e.index);
       if (p) {
         this.proposals.delete(e.index);
-        clearTimeout(p.timer);
         if (p.term === e.term) p.resolve(result);
         else
           p.reject(new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader));
@@ -663,18 +666,39 @@ export class RaftHost {
 
   private track(index: number, term: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // A proposal still waiting at this index lost its entry to a newer one; it goes first, so
+      // that the new proposal takes the end of the insertion (deadline) order.
+      const stale = this.proposals.get(index);
+      if (stale) {
         this.proposals.delete(index);
-        reject(
-          new RetryableError(
-            'timeout',
-            `timed out after ${this.opts.requestTimeoutMs}ms waiting for entry ${index} to commit; it may or may not be applied later`,
-          ),
+        stale.reject(
+          new RetryableError('overwritten', 'a new leader replaced the entry; retry', this.leader),
         );
-      }, this.opts.requestTimeoutMs);
-      this.proposals.set(index, { term, resolve, reject, timer });
+      }
+      const deadline = performance.now() + this.opts.requestTimeoutMs;
+      this.proposals.set(index, { term, resolve, reject, deadline });
+      this.proposalTimer ??= setTimeout(this.expireProposals, this.opts.requestTimeoutMs);
     });
   }
+
+  /** Fail the proposals past their deadline (the oldest first), and wait for the next one. */
+  private readonly expireProposals = (): void => {
+    this.proposalTimer = null;
+    const now = performance.now();
+    for (const [index, p] of this.proposals) {
+      if (p.deadline > now) {
+        this.proposalTimer = setTimeout(this.expireProposals, Math.ceil(p.deadline - now));
+        return;
+      }
+      this.proposals.delete(index);
+      p.reject(
+        new RetryableError(
+          'timeout',
+          `timed out after ${this.opts.requestTimeoutMs}ms waiting for entry ${index} to commit; it may or may not be applied later`,
+        ),
+      );
+    }
+  };
 
   private refusal(reason: string, message: string): RetryableError {
     switch (reason) {

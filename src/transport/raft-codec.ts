@@ -121,13 +121,13 @@ export function decodeRaftMessage(payload: Buffer): Message {
     type: type as MessageType,
     from: reader.text(),
     to: reader.text(),
-    term: reader.f64(),
+    term: reader.whole(),
   };
-  if (flags & HAS_INDEX) m.index = reader.f64();
-  if (flags & HAS_LOG_TERM) m.logTerm = reader.f64();
-  if (flags & HAS_COMMIT) m.commit = reader.f64();
-  if (flags & HAS_REJECT_HINT) m.rejectHint = reader.f64();
-  if (flags & HAS_READ_SEQ) m.readSeq = reader.f64();
+  if (flags & HAS_INDEX) m.index = reader.whole();
+  if (flags & HAS_LOG_TERM) m.logTerm = reader.whole();
+  if (flags & HAS_COMMIT) m.commit = reader.whole();
+  if (flags & HAS_REJECT_HINT) m.rejectHint = reader.whole();
+  if (flags & HAS_READ_SEQ) m.readSeq = reader.whole();
   if (flags & HAS_CONTEXT) m.context = reader.text();
   if (flags & REJECT) m.reject = true;
   if (flags & TRANSFER) m.transfer = true;
@@ -140,8 +140,8 @@ export function decodeRaftMessage(payload: Buffer): Message {
     const heads: [number, number, number][] = [];
     let dataBytes = 0;
     for (let i = 0; i < count; i++) {
-      const term = reader.f64();
-      const index = reader.f64();
+      const term = reader.whole();
+      const index = reader.whole();
       const entryType = reader.u8();
       if (entryType !== EntryType.Normal) throw new Error('raft codec: membership entries travel as msgpack');
       const length = reader.u32();
@@ -190,8 +190,16 @@ class Reader {
     return this.buf.readUInt32LE(this.need(4));
   }
 
-  f64(): number {
-    return this.buf.readDoubleLE(this.need(8));
+  /**
+   * A term, index or counter: an f64 on the wire that must hold a whole number >= 0. One that
+   * fits 31 bits is returned as a small integer (`| 0`): V8 reads a double as a boxed number,
+   * and one boxed value stored in a Raft entry makes every entry's term and index fields boxed
+   * (three more objects per entry kept in the log).
+   */
+  whole(): number {
+    const value = this.buf.readDoubleLE(this.need(8));
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error('raft codec: not a whole number');
+    return value <= 0x7fffffff ? value | 0 : value;
   }
 
   text(): string {

@@ -387,3 +387,34 @@ test('reads that arrive together on a follower share one ReadIndex request, and 
     await stop();
   }
 });
+
+test('a proposal that cannot commit fails with a timeout after the request timeout, and later ones each after theirs', async () => {
+  // The leader is cut off from both followers right after the election: nothing commits.
+  let cutOff = '';
+  const { leaderAmong, stop } = await startLinkedHosts((m) => m.from !== cutOff && m.to !== cutOff, 300);
+  try {
+    const leader = await leaderAmong();
+    cutOff = leader.status().id;
+    const outcome = (p: Promise<unknown>, began: number) =>
+      p.then(
+        () => ({ code: 'committed', ms: 0 }),
+        (err: unknown) => ({
+          code: err instanceof RetryableError ? err.code : String(err),
+          ms: Date.now() - began,
+        }),
+      );
+    const first = outcome(leader.propose(encoder.encode('one')), Date.now());
+    await new Promise((r) => setTimeout(r, 150));
+    const second = outcome(leader.propose(encoder.encode('two')), Date.now());
+    const [a, b] = await Promise.all([first, second]);
+    // A leader that lost its quorum steps down (check quorum) and fails waiting proposals
+    // itself; either way none of them is left waiting, and none fails before it was due.
+    for (const r of [a, b]) {
+      assert.notEqual(r.code, 'committed');
+      if (r.code === 'timeout') assert.ok(r.ms >= 295, `timed out after ${r.ms} ms`);
+    }
+    assert.ok([a.code, b.code].includes('timeout'), `outcomes: ${a.code}, ${b.code}`);
+  } finally {
+    await stop();
+  }
+});

@@ -150,7 +150,7 @@ test('malformed payloads throw, never read out of bounds', () => {
       bytes[at % bytes.length] = byte;
       try {
         const back = decodeRaftMessage(bytes);
-        assert.equal(typeof back.term, 'number');
+        assert.ok(Number.isSafeInteger(back.term) && back.term >= 0);
       } catch (err) {
         assert.ok(err instanceof Error);
       }
@@ -161,4 +161,13 @@ test('malformed payloads throw, never read out of bounds', () => {
   const huge = encodeRaftMessage({ type: MessageType.App, from: '', to: '', term: 1, entries: [] });
   huge.writeUInt32LE(0xffffffff, huge.length - 4);
   assert.throws(() => decodeRaftMessage(huge), /entry count/);
+});
+
+test('a term, index or counter that is not a whole number >= 0 is malformed', () => {
+  for (const bad of [-1, 0.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+    const bytes = encodeRaftMessage({ type: MessageType.App, from: 'a', to: 'b', term: 1, index: 7 });
+    // term is the first f64, after marker, version, type, flags and the two ids.
+    bytes.writeDoubleLE(bad, 3 + 2 + (2 + 1) + (2 + 1));
+    assert.throws(() => decodeRaftMessage(bytes), /not a whole number/, String(bad));
+  }
 });

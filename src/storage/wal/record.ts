@@ -121,5 +121,9 @@ export function writeUint64(buffer: Buffer, value: number, offset: number): void
 
 /** Read a u64 written by writeUint64; values beyond 2^53 are not safe integers (caller checks). */
 export function readUint64(buffer: Buffer, offset: number): number {
-  return buffer.readUInt32LE(offset) + buffer.readUInt32LE(offset + 4) * 0x1_0000_0000;
+  const low = buffer.readUInt32LE(offset);
+  const high = buffer.readUInt32LE(offset + 4);
+  // Multiplying by 2^32 makes a boxed double even when `high` is 0; a small integer keeps the
+  // fields of the recovered entries that hold it unboxed (see the Raft codec's `whole`).
+  return high === 0 ? low : low + high * 0x1_0000_0000;
 }
