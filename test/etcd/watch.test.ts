@@ -452,7 +452,7 @@ describe('WatchSession', () => {
       assert.equal(kinds[0], 'created');
       assert.equal(kinds[kinds.length - 1], 'progress');
       assert.equal(responses.flatMap((r) => r.events).length, 10);
-      assert.equal(responses[responses.length - 1]!.header.revision, String(server.store.revision));
+      assert.equal(responses[responses.length - 1]!.header.revision, server.store.revision);
       session.close();
     } finally {
       await server.stop();
@@ -460,7 +460,8 @@ describe('WatchSession', () => {
   });
 
   test('fragments follow etcd sendFragments: at least one event each, all but the last flagged', () => {
-    const header = { cluster_id: '1', member_id: '1', revision: '9', raft_term: '1' };
+    const one = { low: 1, high: 0, unsigned: true as const };
+    const header = { cluster_id: one, member_id: one, revision: 9, raft_term: 1 };
     const event = (i: number) => ({
       type: 0 as const,
       kv: { key: b(`k${i}`), value: Buffer.alloc(100), create_revision: '1', mod_revision: '1' },

@@ -14,33 +14,57 @@ export interface EtcdContext {
 /** The etcd version whose API this adapter follows. */
 export const ETCD_API_VERSION = '3.4.23';
 
+/**
+ * A uint64 as protobufjs takes it without parsing: its two 32-bit halves (as a Long holds them).
+ * From a decimal string it would parse with Long arithmetic on every response.
+ */
+export interface Uint64Bits {
+  low: number;
+  high: number;
+  unsigned: true;
+}
+
+const bitsCache = new Map<string, Uint64Bits>();
+
+function uint64Bits(decimal: string): Uint64Bits {
+  let bits = bitsCache.get(decimal);
+  if (bits === undefined) {
+    const n = BigInt(decimal);
+    bits = { low: Number(BigInt.asIntN(32, n)), high: Number(BigInt.asIntN(32, n >> 32n)), unsigned: true };
+    if (bitsCache.size > 1_000) bitsCache.clear();
+    bitsCache.set(decimal, bits);
+  }
+  return bits;
+}
+
+/** Handlers hand 64-bit fields to the serializer as safe-integer numbers or as bits, never parsed. */
 export interface ResponseHeader {
-  cluster_id: string;
-  member_id: string;
-  revision: string;
-  raft_term: string;
+  cluster_id: Uint64Bits;
+  member_id: Uint64Bits;
+  revision: number;
+  raft_term: number;
 }
 
 /** Every response carries one (etcd's ResponseHeader); revision defaults to the store's current one. */
 export function header(ctx: EtcdContext, revision?: number): ResponseHeader {
   const { server } = ctx;
   return {
-    cluster_id: clusterIdOf(server.clusterIdentity()),
-    member_id: memberIdOf(server.id),
-    revision: String(revision ?? server.store.revision),
-    raft_term: String(server.raftTerm()),
+    cluster_id: uint64Bits(clusterIdOf(server.clusterIdentity())),
+    member_id: uint64Bits(memberIdOf(server.id)),
+    revision: revision ?? server.store.revision,
+    raft_term: server.raftTerm(),
   };
 }
 
-/** mvccpb.KeyValue on the wire (64-bit fields as decimal strings). */
+/** mvccpb.KeyValue on the wire (64-bit fields as safe-integer numbers: no parsing). */
 export function toEtcdKv(kv: KeyValue, keysOnly = false): Record<string, unknown> {
   return {
     key: Buffer.from(kv.key),
-    create_revision: String(kv.createRevision),
-    mod_revision: String(kv.modRevision),
-    version: String(kv.version),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
     value: keysOnly ? Buffer.alloc(0) : Buffer.from(kv.value),
-    lease: String(kv.lease),
+    lease: kv.lease,
   };
 }
 
