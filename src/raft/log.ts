@@ -1,4 +1,5 @@
 import { invariant } from './assert.js';
+import { EntryArena } from './entry-arena.js';
 import type { Entry, Snapshot } from './types.js';
 
 /**
@@ -13,8 +14,8 @@ import type { Entry, Snapshot } from './types.js';
  * calling `compact`.
  */
 export class RaftLog {
-  /** entries[i].index === offsetIndex + 1 + i */
-  private entries: Entry[] = [];
+  /** The entry at position i has index offsetIndex + 1 + i. */
+  private readonly entries = new EntryArena();
   /** Index and term of the last entry dropped by compaction (or covered by the snapshot). */
   offsetIndex = 0;
   offsetTerm = 0;
@@ -43,7 +44,7 @@ export class RaftLog {
     for (const [i, e] of entries.entries()) {
       invariant(e.index === log.offsetIndex + 1 + i, () => `recovered log has a gap at ${e.index}`);
     }
-    log.entries = entries.slice();
+    for (const e of entries) log.entries.push(e);
     log.stableIndex = log.lastIndex();
     log.unstableFrom = log.lastIndex() + 1;
     log.committed = Math.min(Math.max(committed, log.offsetIndex), log.lastIndex());
@@ -60,20 +61,21 @@ export class RaftLog {
   }
 
   lastTerm(): number {
-    const last = this.entries[this.entries.length - 1];
-    return last ? last.term : this.offsetTerm;
+    const count = this.entries.length;
+    return count > 0 ? this.entries.term(count - 1) : this.offsetTerm;
   }
 
   /** Term of the entry at `index`, or undefined when compacted away or beyond the end. */
   term(index: number): number | undefined {
     if (index === this.offsetIndex) return this.offsetTerm;
     if (index < this.offsetIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.offsetIndex - 1]!.term;
+    return this.entries.term(index - this.offsetIndex - 1);
   }
 
+  /** The entry at `index`, or undefined when compacted away or beyond the end (a new object each call). */
   entry(index: number): Entry | undefined {
-    if (index <= this.offsetIndex) return undefined;
-    return this.entries[index - this.offsetIndex - 1];
+    if (index <= this.offsetIndex || index > this.lastIndex()) return undefined;
+    return this.entries.entry(index - this.offsetIndex - 1, index);
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -154,9 +156,8 @@ export class RaftLog {
   private truncateFrom(from: number): void {
     invariant(from > this.committed && from > this.offsetIndex, 'truncating committed entries');
     const keep = from - this.offsetIndex - 1;
-    for (let i = keep; i < this.entries.length; i++)
-      this.uncommittedBytes -= this.entries[i]!.data.byteLength;
-    this.entries.length = keep;
+    for (let i = keep; i < this.entries.length; i++) this.uncommittedBytes -= this.entries.dataBytes(i);
+    this.entries.truncate(keep, this.offsetIndex + 1);
     if (this.unstableFrom > from) this.unstableFrom = from;
     if (this.stableIndex >= from) this.stableIndex = from - 1;
   }
@@ -164,10 +165,8 @@ export class RaftLog {
   commitTo(index: number): boolean {
     if (index <= this.committed) return false;
     invariant(index <= this.lastIndex(), () => `commit ${index} beyond last index ${this.lastIndex()}`);
-    for (let i = this.committed + 1; i <= index; i++) {
-      const e = this.entry(i);
-      if (e) this.uncommittedBytes -= e.data.byteLength;
-    }
+    for (let i = Math.max(this.committed, this.offsetIndex) + 1; i <= index; i++)
+      this.uncommittedBytes -= this.entries.dataBytes(i - this.offsetIndex - 1);
     this.committed = index;
     return true;
   }
@@ -178,17 +177,19 @@ export class RaftLog {
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i <= hi && i <= this.lastIndex(); i++) {
-      const e = this.entries[i - this.offsetIndex - 1]!;
-      bytes += e.data.byteLength;
+      const position = i - this.offsetIndex - 1;
+      bytes += this.entries.dataBytes(position);
       if (out.length > 0 && bytes > maxBytes) break;
-      out.push(e);
+      out.push(this.entries.entry(position, i));
     }
     return out;
   }
 
   unstableEntries(): Entry[] {
-    if (this.unstableFrom > this.lastIndex()) return [];
-    return this.entries.slice(this.unstableFrom - this.offsetIndex - 1);
+    const out: Entry[] = [];
+    for (let i = this.unstableFrom; i <= this.lastIndex(); i++)
+      out.push(this.entries.entry(i - this.offsetIndex - 1, i));
+    return out;
   }
 
   markHandedOut(): void {
@@ -218,7 +219,7 @@ export class RaftLog {
   restore(snapshot: Snapshot): void {
     const { index, term } = snapshot.meta;
     invariant(index > this.committed, 'restoring a snapshot at or below commit');
-    this.entries = [];
+    this.entries.clear();
     this.offsetIndex = index;
     this.offsetTerm = term;
     this.snapshot = snapshot;
@@ -243,7 +244,7 @@ export class RaftLog {
     invariant(this.snapshot !== null && index <= this.snapshot.meta.index, 'compacting past the snapshot');
     invariant(index <= this.applied && index <= this.stableIndex, 'compacting entries not yet applied');
     const term = this.term(index)!;
-    this.entries = this.entries.slice(index - this.offsetIndex);
+    this.entries.dropFront(index - this.offsetIndex, this.offsetIndex + 1);
     this.offsetIndex = index;
     this.offsetTerm = term;
   }
