@@ -877,6 +877,10 @@ export class RaftNode {
 
   private sendTimeoutNow(to: NodeId): void {
     this.leaseForfeited = true;
+    // Thesis §3.10: the transfer is aborted an election timeout from now, not from its start.
+    // A target caught up late would otherwise campaign just as we resume taking writes, with a
+    // log the voters no longer find up to date: it deposes us and loses.
+    this.electionElapsed = 0;
     this.send({ type: MessageType.TimeoutNow, to, term: this.term });
   }
 
