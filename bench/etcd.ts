@@ -25,7 +25,7 @@ import {
   startConclave,
   startEtcd,
 } from './etcd/clusters.js';
-import { LoadGenerator, type StepOutcome } from './etcd/loadgen.js';
+import { LoadGenerator, type StepOutcome, TAIL_QUANTILES } from './etcd/loadgen.js';
 import { type LockMode, WORKLOADS, type Workload } from './etcd/messages.js';
 import { callDecoded, channel, RPC } from './etcd/protocol.js';
 
@@ -48,6 +48,7 @@ const USAGE = `usage: npm run bench:etcd -- [options]
   --node-args=ARGS    more node options for the Conclave servers, space-separated
                       (e.g. --node-args='--trace-gc --max-semi-space-size=32'; the = is needed)
   --server-logs DIR   also write every server's output (both systems) to DIR/NAME.log
+  --tail              also log each step's latency at p90, p95, p97, p98, p99, p99.5 and p99.9
   --quick             a short run: fewer keys, shorter steps, concurrency 1,16`;
 
 const { values: opts } = parseArgs({
@@ -67,6 +68,7 @@ const { values: opts } = parseArgs({
     'profile-interval': { type: 'string' },
     'node-args': { type: 'string' },
     'server-logs': { type: 'string' },
+    tail: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -336,6 +338,10 @@ async function main(): Promise<void> {
             `servers ${fmtCores(out.serverCores)} cores, generator ${fmtCores(out.generatorCores)} cores ` +
             `(busiest thread ${Math.round(out.maxWorkerElu * 100)}%)${out.errors ? `; ${out.errors} errors: ${out.firstError}` : ''}`,
         );
+        if (opts.tail)
+          log(
+            `  tail ms: ${TAIL_QUANTILES.map((q, i) => `p${Math.round(q * 1000) / 10} ${fmtMs(out.tail[i]!)}`).join(', ')}`,
+          );
         await sleep(300);
       }
     }

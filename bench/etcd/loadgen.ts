@@ -12,12 +12,17 @@ import type { FromWorker, StepResult, StepSpec, ToWorker } from './messages.js';
 
 const now = (): number => performance.timeOrigin + performance.now();
 
+/** The quantiles `--tail` reports: where a tail starts and how it grows. */
+export const TAIL_QUANTILES = [0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999];
+
 export interface StepOutcome {
   ops: number;
   opsPerSec: number;
   p50: number;
   p99: number;
   max: number;
+  /** latency in ms at each of TAIL_QUANTILES */
+  tail: number[];
   errors: number;
   firstError: string | null;
   unsupported: boolean;
@@ -196,6 +201,7 @@ export class LoadGenerator {
       p50: pct(0.5),
       p99: pct(0.99),
       max: all.length ? all[all.length - 1]! : Number.NaN,
+      tail: TAIL_QUANTILES.map(pct),
       errors: results.reduce((a, r) => a + r.errors, 0),
       firstError: results.find((r) => r.firstError)?.firstError ?? null,
       unsupported: results.some((r) => r.unsupported),
