@@ -89,6 +89,8 @@ export interface RaftHostOptions {
   onApplied?: (index: number) => void;
   /** A snapshot from the leader replaced the local state (this server was too far behind). */
   onSnapshotInstalled?: (index: number) => void;
+  /** A snapshot of our own was captured and made durable (for the log: when, how big, how long). */
+  onSnapshotSaved?: (info: { index: number; bytes: number; captureMs: number; saveMs: number }) => void;
   onFatal?: (err: unknown) => void;
 }
 
@@ -116,6 +118,7 @@ type OptionalHostOption =
   | 'onFatal'
   | 'onAppend'
   | 'onSnapshotInstalled'
+  | 'onSnapshotSaved'
   | 'flush';
 
 export class RaftHost {
@@ -592,6 +595,7 @@ export class RaftHost {
     let assembled: Buffer | null = null;
     let copied = 0;
     let offset = 0;
+    const captureBegan = performance.now();
     const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
     this.capturing = true;
     // Pull the stream in slices of a few milliseconds; between slices the Ready loop runs
@@ -632,7 +636,7 @@ export class RaftHost {
         }
         invariant(offset === total, 'snapshot assembled to its size');
         this.capturing = false;
-        this.persistSnapshot(raft, index, assembled);
+        this.persistSnapshot(raft, index, assembled, performance.now() - captureBegan);
         this.schedule();
       } catch (err) {
         this.capturing = false;
@@ -644,16 +648,23 @@ export class RaftHost {
     slice();
   }
 
-  private persistSnapshot(raft: RaftNode, index: number, data: Uint8Array): void {
+  private persistSnapshot(raft: RaftNode, index: number, data: Uint8Array, captureMs: number): void {
     // null: a snapshot from the leader overtook this one while it was captured.
     const snap = raft.installAppSnapshot(index, data);
     if (!snap) return;
     this.snapshotting = true;
     this.lastSnapshotIndex = snap.meta.index;
     this.lastSnapshotBytes = data.byteLength;
+    const saveBegan = performance.now();
     this.opts.storage.saveSnapshot(snap).then(
       () => {
         this.snapshotting = false;
+        this.opts.onSnapshotSaved?.({
+          index: snap.meta.index,
+          bytes: data.byteLength,
+          captureMs: Math.round(captureMs),
+          saveMs: Math.round(performance.now() - saveBegan),
+        });
         // Compact memory only once the snapshot is durable (the WAL's G5).
         raft.compact(Math.max(0, snap.meta.index - this.opts.keepEntriesAfterSnapshot));
       },

@@ -208,6 +208,7 @@ export class ConclaveServer {
         }
         if (changed) this.syncPeers();
       },
+      onSnapshotSaved: (info) => log.info('saved a snapshot', info),
       onSnapshotInstalled: (index) => {
         log.info('installed a snapshot from the leader', { index });
         this.syncPeers();

@@ -219,6 +219,7 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
   // One voter with a streaming machine and small snapshots.
   const sm = new StreamingMachine();
   const storage = new MemoryStorage();
+  const saved: { index: number; bytes: number; captureMs: number; saveMs: number }[] = [];
   const host = new RaftHost({
     id: 'solo',
     storage,
@@ -229,6 +230,7 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
     snapshotEveryEntries: 40,
     keepEntriesAfterSnapshot: 5,
     requestTimeoutMs: 5000,
+    onSnapshotSaved: (info) => saved.push(info),
   });
   await host.start();
   try {
@@ -259,6 +261,12 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
     assert.deepEqual(held, sm.items.slice(0, held.length));
     assert.equal(held.length + writesAfter.length, 300, 'the snapshot ends exactly at its index');
     assert.ok(host.status().snapshotIndex > 0);
+    // Each durable snapshot of our own is reported once, as saved.
+    assert.equal(saved.length, storage.disk.snapshots.length);
+    assert.deepEqual(
+      saved.map((s) => [s.index, s.bytes]),
+      storage.disk.snapshots.map((s) => [s.meta.index, s.data.byteLength]),
+    );
   } finally {
     await host.stop();
   }
