@@ -2,7 +2,7 @@ import { type GrpcCall, type ServiceError, Status, type UnaryHandler } from '../
 import { RetryableError } from '../../server/raft-host.js';
 import type { ConclaveServer } from '../../server/server.js';
 import { type KeyValue, StoreError, StoreErrorCode } from '../../store/index.js';
-import { clusterIdOf, memberIdOf } from './ids.js';
+import { clusterIdBitsOf, memberIdBitsOf, type Uint64Bits } from './ids.js';
 
 /** What every etcd service handler needs. */
 export interface EtcdContext {
@@ -13,29 +13,6 @@ export interface EtcdContext {
 
 /** The etcd version whose API this adapter follows. */
 export const ETCD_API_VERSION = '3.4.23';
-
-/**
- * A uint64 as protobufjs takes it without parsing: its two 32-bit halves (as a Long holds them).
- * From a decimal string it would parse with Long arithmetic on every response.
- */
-export interface Uint64Bits {
-  low: number;
-  high: number;
-  unsigned: true;
-}
-
-const bitsCache = new Map<string, Uint64Bits>();
-
-function uint64Bits(decimal: string): Uint64Bits {
-  let bits = bitsCache.get(decimal);
-  if (bits === undefined) {
-    const n = BigInt(decimal);
-    bits = { low: Number(BigInt.asIntN(32, n)), high: Number(BigInt.asIntN(32, n >> 32n)), unsigned: true };
-    if (bitsCache.size > 1_000) bitsCache.clear();
-    bitsCache.set(decimal, bits);
-  }
-  return bits;
-}
 
 /** Handlers hand 64-bit fields to the serializer as safe-integer numbers or as bits, never parsed. */
 export interface ResponseHeader {
@@ -49,8 +26,8 @@ export interface ResponseHeader {
 export function header(ctx: EtcdContext, revision?: number): ResponseHeader {
   const { server } = ctx;
   return {
-    cluster_id: uint64Bits(clusterIdOf(server.clusterIdentity())),
-    member_id: uint64Bits(memberIdOf(server.id)),
+    cluster_id: clusterIdBitsOf(server.clusterIdentity()),
+    member_id: memberIdBitsOf(server.id),
     revision: revision ?? server.store.revision,
     raft_term: server.raftTerm(),
   };
