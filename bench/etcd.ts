@@ -28,6 +28,7 @@ import {
 import { LoadGenerator, type StepOutcome, TAIL_QUANTILES } from './etcd/loadgen.js';
 import { type LockMode, WORKLOADS, type Workload } from './etcd/messages.js';
 import { callDecoded, channel, RPC } from './etcd/protocol.js';
+import { snapshotsDuring } from './etcd/snapshot-log.js';
 
 const USAGE = `usage: npm run bench:etcd -- [options]
   --duration S        measured seconds per step (default 5; --quick 1.5)
@@ -47,7 +48,8 @@ const USAGE = `usage: npm run bench:etcd -- [options]
   --profile-interval US  sampling interval for --profile (default node's, 1000 µs)
   --node-args=ARGS    more node options for the Conclave servers, space-separated
                       (e.g. --node-args='--trace-gc --max-semi-space-size=32'; the = is needed)
-  --server-logs DIR   also write every server's output (both systems) to DIR/NAME.log
+  --server-logs DIR   also write every server's output (both systems) to DIR/NAME.log, and log
+                      the Conclave snapshots taken during each step
   --tail              also log each step's latency at p90, p95, p97, p98, p99, p99.5 and p99.9
   --quick             a short run: fewer keys, shorter steps, concurrency 1,16`;
 
@@ -136,7 +138,8 @@ const log = (msg: string) => console.error(msg);
 
 // ---- processes: whatever happens, every server we started is killed by PID
 
-const procs = new Processes(opts['server-logs'] === undefined ? null : resolve(opts['server-logs']));
+const logDir = opts['server-logs'] === undefined ? null : resolve(opts['server-logs']);
+const procs = new Processes(logDir);
 const root = mkdtempSync(join(opts.dir ?? tmpdir(), 'conclave-bench-etcd-'));
 let generator: LoadGenerator | null = null;
 let cleaning: Promise<void> | null = null;
@@ -289,6 +292,7 @@ async function main(): Promise<void> {
         const before = await leaderFirst(c);
         let out: StepOutcome;
         const stepStartUs = process.hrtime.bigint() / 1000n;
+        const measuredFromMs = Date.now() + warmupMs;
         try {
           out = await gen.step(
             {
@@ -342,7 +346,16 @@ async function main(): Promise<void> {
           log(
             `  tail ms: ${TAIL_QUANTILES.map((q, i) => `p${Math.round(q * 1000) / 10} ${fmtMs(out.tail[i]!)}`).join(', ')}`,
           );
+        const measuredToMs = Date.now();
         await sleep(300);
+        if (logDir !== null && c === conclave) {
+          const names = c.members.map((m) => m.name);
+          for (const snap of snapshotsDuring(logDir, names, measuredFromMs, measuredToMs))
+            log(
+              `  snapshot during the step: ${snap.server}, ${(snap.bytes / 1e6).toFixed(1)} MB, ` +
+                `capture ${snap.captureMs} ms, save ${snap.saveMs} ms`,
+            );
+        }
       }
     }
     for (const c of systems) await compact(c).catch((err) => log(`compact ${c.system}: ${String(err)}`));

@@ -46,13 +46,6 @@ export class CommitNotices {
     for (const m of notices) this.deliver(m);
   }
 
-  /** Drop held notices and their timer. */
-  clear(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.held.clear();
-  }
-
   get heldCount(): number {
     return this.held.size;
   }

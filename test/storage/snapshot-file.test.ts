@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { pack } from 'msgpackr';
 import type { Snapshot } from '../../src/raft/types.js';
+import { type FsOps, nodeFsOps } from '../../src/storage/wal/fs-ops.js';
 import {
   decodeSnapshotFile,
   encodeSnapshotFile,
   parseSnapshotFileName,
   snapshotFileName,
+  writeSnapshotFile,
 } from '../../src/storage/wal/snapshot-file.js';
 
 const snapshot: Snapshot = {
@@ -43,4 +49,36 @@ test('format 1 files, written before the data left msgpack, still load', () => {
   const decoded = decodeSnapshotFile(Buffer.concat([header, payload]), name);
   assert.deepEqual(decoded.meta, snapshot.meta);
   assert.deepEqual([...decoded.data], [...snapshot.data]);
+});
+
+test('a written snapshot file holds exactly the encoded bytes, also when the disk takes short writes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'conclave-snapfile-'));
+  try {
+    // Several megabytes, so the payload spans several sync pieces; writes of at most 100,000
+    // bytes, so pieces end mid-part and the header is written in more than one go.
+    const big: Snapshot = { meta: snapshot.meta, data: randomBytes(3 * 1024 * 1024 + 17) };
+    const shortWrites: FsOps = {
+      ...nodeFsOps,
+      open: async (path, flags) => {
+        const file = await nodeFsOps.open(path, flags);
+        return {
+          ...file,
+          write: (buffer, offset, length, position) =>
+            file.write(buffer, offset, Math.min(length, position === 0 ? 7 : 100_000), position),
+          datasync: () => file.datasync(),
+          sync: () => file.sync(),
+          truncate: (n) => file.truncate(n),
+          close: () => file.close(),
+        };
+      },
+    };
+    for (const fs of [nodeFsOps, shortWrites]) {
+      const written = await writeSnapshotFile(fs, dir, big);
+      const bytes = readFileSync(join(dir, written.fileName));
+      assert.deepEqual(bytes, Buffer.concat(encodeSnapshotFile(big)));
+      assert.deepEqual(Buffer.from(decodeSnapshotFile(bytes, written).data), Buffer.from(big.data));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
