@@ -473,6 +473,11 @@ export class RaftNode {
     return this.role;
   }
 
+  /** The voters of the latest configuration in the log (committed or not). */
+  currentVoters(): readonly NodeId[] {
+    return this.membership.voters();
+  }
+
   status(): RaftStatus {
     const progress: RaftStatus['progress'] = {};
     if (this.role === 'leader') {

@@ -60,6 +60,11 @@ const CAPTURE_SLICE_MS = 1;
  */
 const CAPTURE_MAX_YIELDS = 2;
 const EMPTY = new Uint8Array(0);
+/**
+ * From this snapshot size on, voters take turns to capture (`snapshotTurn`): a capture of this
+ * much costs tens of milliseconds of CPU and more, and two at once slow a quorum down.
+ */
+const STAGGER_FROM_BYTES = 8 * 1024 * 1024;
 
 export interface RaftHostOptions {
   id: NodeId;
@@ -591,7 +596,8 @@ export class RaftHost {
       this.snapshotting ||
       this.capturing ||
       this.applied - this.lastSnapshotIndex < this.opts.snapshotEveryEntries * this.snapshotSpread ||
-      this.bytesSinceSnapshot < this.lastSnapshotBytes * this.snapshotSpread
+      this.bytesSinceSnapshot < this.lastSnapshotBytes * this.snapshotSpread ||
+      !this.snapshotTurn(raft)
     )
       return;
     const sm = this.opts.stateMachine;
@@ -665,6 +671,24 @@ export class RaftHost {
       }
     };
     slice();
+  }
+
+  /**
+   * Whether this server may start a capture now. Every voter applies the same entries, so all
+   * of them reach the threshold at about the same time, and a capture of a large state costs
+   * each a share of the CPU for a good part of a second. A write commits on a quorum, so it
+   * waits on one slow voter only if another is slow too; a request served by a capturing
+   * server waits on it in any case. So voters take turns: the applied index, in windows of
+   * `snapshotEveryEntries`, gives the turn to voter (window mod voters), in sorted-id order. A
+   * server waits at most (voters - 1) windows past its threshold. Learners, single servers and
+   * small states (cheap captures) do not wait.
+   */
+  private snapshotTurn(raft: RaftNode): boolean {
+    if (this.lastSnapshotBytes < STAGGER_FROM_BYTES) return true;
+    const voters = raft.currentVoters();
+    if (voters.length < 2 || !voters.includes(this.opts.id)) return true;
+    const turn = Math.floor(this.applied / this.opts.snapshotEveryEntries) % voters.length;
+    return [...voters].sort()[turn] === this.opts.id;
   }
 
   private persistSnapshot(raft: RaftNode, index: number, data: Uint8Array, captureMs: number): void {

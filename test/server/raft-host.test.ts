@@ -442,3 +442,60 @@ test('a proposal that cannot commit fails with a timeout after the request timeo
     await stop();
   }
 });
+
+test('voters take turns to capture large snapshots: each in its own window of applied indexes', async () => {
+  // Snapshots of 9 MiB (past the size from which voters stagger), 10-entry windows, writes of
+  // 64 KiB so that the byte threshold (the last snapshot's size) is reached every ~200 writes.
+  const every = 10;
+  const padded = (items: string[]) => {
+    const json = Buffer.from(JSON.stringify(items));
+    const out = Buffer.alloc(9 * 1024 * 1024 + json.length, 0x20);
+    json.copy(out);
+    return out;
+  };
+  const ids = ['a', 'b', 'c'];
+  const hosts = new Map<string, RaftHost>();
+  const saved = new Map<string, number[]>(ids.map((id) => [id, []]));
+  for (const id of ids) {
+    const sm = new ListMachine();
+    sm.snapshot = () => padded(sm.items);
+    hosts.set(
+      id,
+      new RaftHost({
+        id,
+        storage: new MemoryStorage(),
+        stateMachine: sm,
+        send: (m) => setImmediate(() => hosts.get(m.to)?.step(m)),
+        bootstrap: { voters: ids },
+        tickMs: 10,
+        requestTimeoutMs: 10_000,
+        snapshotEveryEntries: every,
+        keepEntriesAfterSnapshot: 5,
+        onSnapshotSaved: ({ index }) => saved.get(id)!.push(index),
+      }),
+    );
+  }
+  const all = [...hosts.values()];
+  for (const host of all) await host.start();
+  try {
+    const end = Date.now() + 10_000;
+    let leader: RaftHost | undefined;
+    while (!(leader = all.find((h) => h.status().role === 'leader'))) {
+      assert.ok(Date.now() < end, 'no leader elected');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const value = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 700 && [...saved.values()].some((s) => s.length < 3); i++) {
+      await leader.propose(encoder.encode(`${i}:${value}`));
+    }
+    for (const [id, indexes] of saved) {
+      assert.ok(indexes.length >= 3, `${id} saved ${indexes.length} snapshots`);
+      // The first snapshot is small-state (no turn); every later one starts in the server's window.
+      const slot = ids.indexOf(id);
+      for (const index of indexes.slice(1))
+        assert.equal(Math.floor(index / every) % ids.length, slot, `${id}'s snapshot at ${index}`);
+    }
+  } finally {
+    for (const host of all) await host.stop();
+  }
+});
