@@ -17,6 +17,7 @@ import { fromByteString, toByteString } from './bytes.js';
 import type { CatalogCheck, CatalogNode, CatalogService } from './catalog.js';
 import { crc32 } from './crc32.js';
 import { StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
+import { FrameWriter } from './frame-writer.js';
 import { Lease } from './leases.js';
 import { type HistoryCapture, Version } from './mvcc.js';
 import { Store, type StoreOptions } from './store.js';
@@ -40,8 +41,8 @@ function isByteString(text: string): boolean {
 const packr = new Packr({ useRecords: false });
 
 /**
- * Keys and values travel as msgpack strings of their byte strings (UTF-8 of chars 0..255):
- * exact round trip, no Buffer per value (3x faster snapshots), at most 2x size on binary bytes.
+ * A version of the oldest 'kv' section. Its keys and values, like those of 'kvFlat' after it,
+ * are msgpack strings of their byte strings (UTF-8 of chars 0..255); 'kvBin' writes them as bin.
  * Flags above 2^53 are bigints, which msgpack writes as 64-bit integers and reads back as bigints.
  */
 type VersionTuple = [string, number, number, number, number, ConsulFlags, number, number];
@@ -163,42 +164,59 @@ function* streamChunks(
   yield trailer;
 }
 
-/** The 'kv' frames: every key's versions up to `revision`, about `versionsPerFrame` a frame. */
+/**
+ * The 'kvBin' frames: every key's versions up to `revision`, about `versionsPerFrame` a frame.
+ * A frame is msgpack ['kvBin', flat], where flat is key, version count, then VERSION_FIELDS per
+ * version, for every key of the frame (one array per frame rather than three per key); keys and
+ * values are msgpack bin. Written by `FrameWriter`, which builds no array of the items.
+ */
 function* kvFrames(
   capture: HistoryCapture,
   revision: number,
   versionsPerFrame: number,
   emit: (bytes: Uint8Array) => Uint8Array,
 ): Generator<Uint8Array, void, undefined> {
+  const out = new FrameWriter();
   for (;;) {
-    // Flat: key, version count, then VERSION_FIELDS per version, for every key of the frame
-    // (one array per frame rather than three per key: a third less capture time).
-    const flat: (string | number | bigint)[] = [];
+    const lengthAt = out.reserve(4);
+    out.fixArray(2);
+    out.fixString('kvBin');
+    const itemsAt = out.arrayHeader32();
+    let items = 0;
     const visited = capture.visitBatch(versionsPerFrame, (key, history) => {
       const versions = history instanceof Version ? [history] : history;
-      const countAt = flat.length + 1;
-      flat.push(key, 0);
       let count = 0;
+      let countAt = -1;
       for (const version of versions) {
         if (version.modRevision > revision) break; // written after the snapshot started
-        flat.push(
-          version.value,
-          version.createRevision,
-          version.modRevision,
-          version.version,
-          version.lease,
-          version.flags,
-          version.lockIndex,
-          version.session,
-        );
+        if (count === 0) {
+          out.bin(key);
+          countAt = out.uint32Item(); // patched once the versions are counted
+        }
+        out.bin(version.value);
+        out.integer(version.createRevision);
+        out.integer(version.modRevision);
+        out.integer(version.version);
+        out.integer(version.lease);
+        out.numberOrBigint(version.flags);
+        out.integer(version.lockIndex);
+        out.integer(version.session);
         count++;
       }
-      if (count === 0) flat.length -= 2;
-      else flat[countAt] = count;
+      if (count > 0) {
+        out.patchUint32(countAt, count);
+        items += 2 + count * VERSION_FIELDS;
+      }
       return count;
     });
+    if (items > 0) {
+      out.patchUint32(itemsAt, items);
+      out.patchUint32(lengthAt, out.length - 4);
+      yield emit(out.take());
+    } else {
+      out.reset();
+    }
     if (visited === 0) return;
-    if (flat.length > 0) yield emit(frame('kvFlat', flat));
   }
 }
 
@@ -209,27 +227,33 @@ function restoreFlatKv(
   mvcc: ReturnType<Store['internals']>['mvcc'],
   compactRevision: number,
 ): void {
-  if (!Array.isArray(data)) throw corrupt('kvFlat is not an array');
+  if (!Array.isArray(data)) throw corrupt('kv frame is not an array');
   let at = 0;
   while (at < data.length) {
-    const key = data[at];
+    const key = byteStringItem(data[at], 'key');
     const count = data[at + 1];
-    if (typeof key !== 'string' || !isByteString(key)) throw corrupt('bad key');
     if (!Number.isSafeInteger(count) || count < 1 || at + 2 + count * VERSION_FIELDS > data.length)
       throw corrupt('bad version count');
     at += 2;
     const versions: Version[] = [];
     for (let i = 0; i < count; i++, at += VERSION_FIELDS) {
-      const [value, create, mod, version, lease, flags, lockIndex, session] = data.slice(
+      const [bytes, create, mod, version, lease, flags, lockIndex, session] = data.slice(
         at,
         at + VERSION_FIELDS,
       );
-      if (typeof value !== 'string' || !isByteString(value)) throw corrupt('bad value');
+      const value = byteStringItem(bytes, 'value');
       if (!isConsulFlags(flags)) throw corrupt('bad flags');
       versions.push(new Version(key, value, create, mod, version, lease, flags, lockIndex, session));
     }
     mvcc.restoreHistory(versions, compactRevision);
   }
+}
+
+/** A key or value of a flat kv frame: bin ('kvBin') or a str of a byte string ('kvFlat'). */
+function byteStringItem(item: unknown, what: string): string {
+  if (item instanceof Uint8Array) return toByteString(item);
+  if (typeof item === 'string' && isByteString(item)) return item;
+  throw corrupt(`bad ${what}`);
 }
 
 /** The whole snapshot as one buffer. */
@@ -279,7 +303,8 @@ export function restore(input: Uint8Array | Iterable<Uint8Array>, options: Store
           meta = data as Meta;
           if (meta.format !== FORMAT) throw corrupt(`unknown format ${meta.format}`);
           break;
-        case 'kvFlat':
+        case 'kvBin':
+        case 'kvFlat': // written before kvBin: keys and values as msgpack str
           restoreFlatKv(data, internals.mvcc, meta!.compactRevision);
           break;
         case 'kv': // written before kvFlat

@@ -479,13 +479,14 @@ test('voters take turns to capture large snapshots: each in its own window of ap
   for (const host of all) await host.start();
   try {
     const end = Date.now() + 10_000;
-    let leader: RaftHost | undefined;
-    while (!(leader = all.find((h) => h.status().role === 'leader'))) {
+    const leaderNow = () => all.find((h) => h.status().role === 'leader');
+    while (!leaderNow()) {
       assert.ok(Date.now() < end, 'no leader elected');
       await new Promise((r) => setTimeout(r, 10));
     }
+    const leader = leaderNow()!;
     const value = 'x'.repeat(64 * 1024);
-    for (let i = 0; i < 700 && [...saved.values()].some((s) => s.length < 3); i++) {
+    for (let i = 0; i < 2000 && [...saved.values()].some((s) => s.length < 3); i++) {
       await leader.propose(encoder.encode(`${i}:${value}`));
     }
     for (const [id, indexes] of saved) {

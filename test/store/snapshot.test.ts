@@ -138,40 +138,53 @@ describe('snapshot and restore', () => {
     );
   });
 
-  test("snapshots written with per-key 'kv' frames (before 'kvFlat') still restore", async () => {
-    const { crc32 } = await import('../../src/store/crc32.js');
-    const h = busyHarness();
-    const bytes = Buffer.from(snapshot(h.store));
-    const packr = new Packr({ useRecords: false });
-    const magicLength = bytes.indexOf(1) + 1; // the magic ends with \u0001
-    const frames: Buffer[] = [bytes.subarray(0, magicLength)];
-    for (let at = magicLength; at < bytes.length - 4; ) {
-      const length = bytes.readUInt32BE(at);
-      let [section, data] = packr.unpack(bytes.subarray(at + 4, at + 4 + length)) as [string, unknown];
-      if (section === 'kvFlat') {
-        const flat = data as unknown[];
-        const perKey: [unknown, unknown[][]][] = [];
-        for (let i = 0; i < flat.length; ) {
-          const count = flat[i + 1] as number;
-          const tuples = Array.from({ length: count }, (_, v) => flat.slice(i + 2 + v * 8, i + 10 + v * 8));
-          perKey.push([flat[i], tuples]);
-          i += 2 + count * 8;
+  for (const older of ['kvFlat', 'kv'] as const) {
+    test(`snapshots written with '${older}' frames (before 'kvBin') still restore`, async () => {
+      const { crc32 } = await import('../../src/store/crc32.js');
+      const h = busyHarness();
+      const bytes = Buffer.from(snapshot(h.store));
+      const packr = new Packr({ useRecords: false });
+      const magicLength = bytes.indexOf(1) + 1; // the magic ends with \u0001
+      const frames: Buffer[] = [bytes.subarray(0, magicLength)];
+      let converted = 0;
+      for (let at = magicLength; at < bytes.length - 4; ) {
+        const length = bytes.readUInt32BE(at);
+        let [section, data] = packr.unpack(bytes.subarray(at + 4, at + 4 + length)) as [string, unknown];
+        if (section === 'kvBin') {
+          converted++;
+          // 'kvFlat': keys and values as msgpack str of their byte strings.
+          const flat = (data as unknown[]).map((item) =>
+            item instanceof Uint8Array ? Buffer.from(item).toString('latin1') : item,
+          );
+          [section, data] = ['kvFlat', flat];
+          if (older === 'kv') {
+            const perKey: [unknown, unknown[][]][] = [];
+            for (let i = 0; i < flat.length; ) {
+              const count = flat[i + 1] as number;
+              const tuples = Array.from({ length: count }, (_, v) =>
+                flat.slice(i + 2 + v * 8, i + 10 + v * 8),
+              );
+              perKey.push([flat[i], tuples]);
+              i += 2 + count * 8;
+            }
+            [section, data] = ['kv', perKey];
+          }
         }
-        [section, data] = ['kv', perKey];
+        const payload = packr.pack([section, data]);
+        const header = Buffer.alloc(4);
+        header.writeUInt32BE(payload.length, 0);
+        frames.push(header, payload);
+        at += 4 + length;
       }
-      const payload = packr.pack([section, data]);
-      const header = Buffer.alloc(4);
-      header.writeUInt32BE(payload.length, 0);
-      frames.push(header, payload);
-      at += 4 + length;
-    }
-    const body = Buffer.concat(frames);
-    const trailer = Buffer.alloc(4);
-    trailer.writeUInt32BE(crc32(body), 0);
-    const old = Buffer.concat([body, trailer]);
-    assert.notDeepEqual(old, bytes);
-    assert.deepEqual(Buffer.from(snapshot(restore(old))), bytes);
-  });
+      assert.ok(converted > 0);
+      const body = Buffer.concat(frames);
+      const trailer = Buffer.alloc(4);
+      trailer.writeUInt32BE(crc32(body), 0);
+      const old = Buffer.concat([body, trailer]);
+      assert.notDeepEqual(old, bytes);
+      assert.deepEqual(Buffer.from(snapshot(restore(old))), bytes);
+    });
+  }
 
   test('a snapshot stream closed early stops tracking the store', () => {
     const h = busyHarness();
