@@ -10,6 +10,13 @@
 import { invariant } from './errors.js';
 
 const TWO_32 = 2 ** 32;
+/**
+ * Buffer's own latin1 writer, without `write`'s argument juggling (most keys are a few dozen
+ * bytes, where that costs as much as the copy). Node has had it on Buffer.prototype throughout.
+ */
+const latin1Write = (
+  Buffer.prototype as unknown as { latin1Write: (s: string, at: number, n: number) => number }
+).latin1Write;
 const TWO_63 = 2n ** 63n;
 
 export class FrameWriter {
@@ -91,7 +98,7 @@ export class FrameWriter {
       b.writeUInt32BE(n, this.at);
       this.at += 4;
     }
-    if (n > 0) this.at += b.write(bytes, this.at, n, 'latin1');
+    if (n > 0) this.at += latin1Write.call(b, bytes, this.at, n);
   }
 
   /** A safe integer, in the smallest msgpack form that decodes to the same number. */
