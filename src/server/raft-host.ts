@@ -613,7 +613,7 @@ export class RaftHost {
     const captureBegan = performance.now();
     const stream = (sm.snapshotChunks ? sm.snapshotChunks() : [sm.snapshot()])[Symbol.iterator]();
     this.capturing = true;
-    // Pull the stream in slices of a few milliseconds; between slices the Ready loop runs
+    // Pull the stream in slices of about a millisecond; between slices the Ready loop runs
     // (messages, persistence, applies) while the stream keeps its view as of `index`. Then copy
     // the chunks into one buffer, also in slices: tens of MB copied in one go (Buffer.concat)
     // held the loop for 20-50 ms, mostly page faults on the fresh allocation.
