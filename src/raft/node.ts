@@ -17,7 +17,7 @@ import type {
   Snapshot,
   SoftState,
 } from './types.js';
-import { EntryType, MessageType } from './types.js';
+import { EntryType, MessageType, SNAPSHOT_DATA_ON_DISK } from './types.js';
 
 /**
  * Deliberate bugs the simulator switches on to prove its checkers can fail. Never set outside
@@ -382,6 +382,17 @@ export class RaftNode {
     const snapshot: Snapshot = { meta: { index, term, config: this.membership.configAt(index) }, data };
     this.log.snapshot = snapshot;
     return snapshot;
+  }
+
+  /**
+   * Drop the in-memory copy of the latest snapshot's data, which storage holds durably at
+   * `index` (tens of MB for a large state, kept only to send to a follower that fell behind).
+   * Its messages then carry `SNAPSHOT_DATA_ON_DISK`. A snapshot being installed is kept.
+   */
+  releaseSnapshotData(index: number): void {
+    const snap = this.log.snapshot;
+    if (!snap || snap.meta.index !== index || snap === this.log.pendingSnapshot) return;
+    this.log.snapshot = { meta: snap.meta, data: SNAPSHOT_DATA_ON_DISK };
   }
 
   /** Drop in-memory entries up to `index` (covered by the latest snapshot and durable). */

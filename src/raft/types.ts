@@ -63,9 +63,19 @@ export interface SnapshotMeta {
 
 export interface Snapshot {
   meta: SnapshotMeta;
-  /** The application's serialised state machine at `meta.index`. */
+  /**
+   * The application's serialised state machine at `meta.index`, or `SNAPSHOT_DATA_ON_DISK`
+   * once storage holds it durably and the node dropped its copy (`releaseSnapshotData`).
+   */
   data: Uint8Array;
 }
+
+/**
+ * Stands for a snapshot's data that only storage holds. A leader's snapshot message carries it
+ * when the node released its copy; the shell reads the data back before sending (identity is
+ * what counts: this one instance, never an empty snapshot's data).
+ */
+export const SNAPSHOT_DATA_ON_DISK: Uint8Array = new Uint8Array(0);
 
 export const MessageType = {
   PreVote: 1,

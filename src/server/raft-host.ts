@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { invariant } from '../raft/assert.js';
 import { RaftNode, type RaftOptions, type RaftStatus } from '../raft/node.js';
-import type { ConfChange, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft/types.js';
+import {
+  type ConfChange,
+  type Entry,
+  type HardState,
+  type Message,
+  MessageType,
+  type NodeId,
+  type Ready,
+  SNAPSHOT_DATA_ON_DISK,
+  type Snapshot,
+} from '../raft/types.js';
 import type { RaftLogStorage } from '../storage/types.js';
 import { CommitNotices } from './commit-notices.js';
 
@@ -190,7 +200,7 @@ export class RaftHost {
       commitNoticeHoldMs: 2,
       ...options,
     };
-    this.notices = new CommitNotices((m) => this.opts.send(m), this.opts.commitNoticeHoldMs);
+    this.notices = new CommitNotices((m) => this.deliver(m), this.opts.commitNoticeHoldMs);
   }
 
   /** Load the log and start ticking. Resolves with what was recovered, for the caller's own indexes. */
@@ -224,6 +234,8 @@ export class RaftHost {
     this.random = random;
     this.savedHardState = hardState;
     this.raft = this.makeNode({ hardState, snapshot, entries });
+    // Storage holds it; the copy in memory would only serve a follower that fell behind.
+    if (snapshot) this.raft.releaseSnapshotData(snapshot.meta.index);
     this.campaignIfSoleVoter();
     this.ticker = setInterval(() => {
       this.raft?.tick();
@@ -472,6 +484,8 @@ export class RaftHost {
       if (rd.messages.length > 0) this.opts.flush?.();
       this.applyReady(rd);
       raft.advance(rd);
+      // A snapshot from the leader is durable and applied now.
+      if (rd.snapshot) raft.releaseSnapshotData(rd.snapshot.meta.index);
       this.maybeSnapshot();
     } catch (err) {
       // A storage failure is fail-stop (the WAL's G4): never keep serving on unknown durability.
@@ -710,12 +724,44 @@ export class RaftHost {
         });
         // Compact memory only once the snapshot is durable (the WAL's G5).
         raft.compact(Math.max(0, snap.meta.index - this.opts.keepEntriesAfterSnapshot));
+        raft.releaseSnapshotData(snap.meta.index);
       },
       (err: unknown) => {
         this.snapshotting = false;
         this.opts.onFatal?.(err);
       },
     );
+  }
+
+  /** Hand a message to the transport; a snapshot only storage holds is read back first. */
+  private deliver(m: Message): void {
+    if (m.type === MessageType.Snap && m.snapshot?.data === SNAPSHOT_DATA_ON_DISK) {
+      void this.sendSnapshotFromDisk(m, m.snapshot);
+      return;
+    }
+    this.opts.send(m);
+  }
+
+  /**
+   * Send a snapshot whose data the node released. If storage no longer keeps it (a newer one
+   * replaced it meanwhile) or cannot read it, the follower goes back to probing, and the next
+   * attempt takes the newest snapshot.
+   */
+  private async sendSnapshotFromDisk(m: Message, snapshot: Snapshot): Promise<void> {
+    let data: Uint8Array | null = null;
+    try {
+      data = await this.opts.storage.readSnapshot(snapshot.meta);
+    } catch {
+      data = null;
+    }
+    if (this.stopped || !this.raft) return;
+    if (data === null) {
+      this.raft.reportSnapshot(m.to, false);
+      this.schedule();
+      return;
+    }
+    this.opts.send({ ...m, snapshot: { meta: snapshot.meta, data } });
+    this.opts.flush?.();
   }
 
   private track(index: number, term: number): Promise<unknown> {

@@ -3,7 +3,7 @@
  * Everything a save() hands over is "durable" the moment it is applied, so a restart
  * (a new MemoryStorage over the same MemoryDisk) sees every resolved call.
  */
-import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { Entry, HardState, Snapshot, SnapshotMeta } from '../raft/types.js';
 import { StorageClosedError, StorageFailedError, StorageNotLoadedError } from './errors.js';
 import { LogTracker } from './log-tracker.js';
 import { emptyHardState, type RaftLogStorage, type RecoveredState, type StorageUpdate } from './types.js';
@@ -95,6 +95,12 @@ export class MemoryStorage implements RaftLogStorage {
     this.keepSnapshot(snapshot);
     this.disk.entries = this.disk.entries.filter((e) => e.index > snapshot.meta.index);
     return Promise.resolve();
+  }
+
+  readSnapshot(meta: SnapshotMeta): Promise<Uint8Array | null> {
+    if (this.closed) return Promise.reject(new StorageClosedError());
+    const kept = this.disk.snapshots.find((s) => s.meta.index === meta.index && s.meta.term === meta.term);
+    return Promise.resolve(kept ? new Uint8Array(kept.data) : null);
   }
 
   async close(): Promise<void> {

@@ -43,7 +43,7 @@
  * - an installed snapshot (save with `snapshot`) is not older than the current one;
  * - `saveSnapshot(s)` needs s.meta.index <= lastIndex and s.meta.term equal to that entry's term.
  */
-import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { Entry, HardState, Snapshot, SnapshotMeta } from '../raft/types.js';
 
 /** What was durable at the end of the last run. */
 export interface RecoveredState {
@@ -93,6 +93,13 @@ export interface RaftLogStorage {
    * the snapshots kept is released. Keeps the newest `snapshotsToKeep` files (default 2).
    */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
+  /**
+   * The data of a kept snapshot (saved by `saveSnapshot` or `save`, or recovered), read back:
+   * a leader sends it to a follower that fell behind, and keeps no copy in memory meanwhile.
+   * Resolves to null once that snapshot is no longer kept (a newer one replaced it); rejects if
+   * the file cannot be read or fails its checksum. Never puts storage in the failed state.
+   */
+  readSnapshot(meta: SnapshotMeta): Promise<Uint8Array | null>;
   /** Wait for in-flight calls, then release files and the data-directory lock. Idempotent. */
   close(): Promise<void>;
 }

@@ -500,3 +500,67 @@ test('voters take turns to capture large snapshots: each in its own window of ap
     for (const host of all) await host.stop();
   }
 });
+
+test('a leader keeps no copy of a saved snapshot: a follower that fell behind gets it read back from storage', async () => {
+  const ids = ['a', 'b', 'c'];
+  const hosts = new Map<string, RaftHost>();
+  const machines = new Map<string, ListMachine>();
+  const reads = new Map<string, number>(ids.map((id) => [id, 0]));
+  const installed: number[] = [];
+  let cut = true; // 'c' hears nothing and says nothing until healed
+  for (const id of ids) {
+    const sm = new ListMachine();
+    machines.set(id, sm);
+    const storage = new MemoryStorage();
+    const readSnapshot = storage.readSnapshot.bind(storage);
+    storage.readSnapshot = (meta) => {
+      reads.set(id, reads.get(id)! + 1);
+      return readSnapshot(meta);
+    };
+    hosts.set(
+      id,
+      new RaftHost({
+        id,
+        storage,
+        stateMachine: sm,
+        send: (m) => {
+          if (cut && (m.to === 'c' || m.from === 'c')) return;
+          setImmediate(() => hosts.get(m.to)?.step(m));
+        },
+        bootstrap: { voters: ids },
+        tickMs: 10,
+        requestTimeoutMs: 10_000,
+        snapshotEveryEntries: 20,
+        keepEntriesAfterSnapshot: 5,
+        onSnapshotInstalled: (index) => id === 'c' && installed.push(index),
+      }),
+    );
+  }
+  const all = [...hosts.values()];
+  for (const host of all) await host.start();
+  try {
+    const end = Date.now() + 10_000;
+    const leaderNow = () => [hosts.get('a')!, hosts.get('b')!].find((h) => h.status().role === 'leader');
+    while (!leaderNow()) {
+      assert.ok(Date.now() < end, 'no leader elected');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const leader = leaderNow()!;
+    for (let i = 0; i < 120; i++) await leader.propose(encoder.encode(`w${i}`));
+    while (leader.status().snapshotIndex < 30) {
+      assert.ok(Date.now() < end, 'the leader took no snapshot');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    cut = false;
+    const c = machines.get('c')!;
+    while (c.items.length < 120) {
+      assert.ok(Date.now() < end, `c caught up to ${c.items.length} of 120`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(c.items, machines.get(leader.status().id)!.items);
+    assert.ok(installed.length > 0, 'c installed a snapshot');
+    assert.ok(reads.get(leader.status().id)! > 0, 'the leader read the snapshot back from storage');
+  } finally {
+    for (const host of all) await host.stop();
+  }
+});

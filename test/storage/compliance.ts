@@ -236,6 +236,41 @@ export function registerStorageCompliance(name: string, factory: StorageHarnessF
       assertRecovered(await reload(harness, second), { snapshotIndex: 28, entries: makeEntries(29, 30, 3) });
     });
 
+    withStorage(
+      'kept snapshots read back (application, installed, recovered); replaced ones are null',
+      async (storage, harness) => {
+        const bytes = (data: Uint8Array | null) => (data === null ? null : [...data]);
+        await storage.save({ entries: makeEntries(1, 10, 1) });
+        await storage.saveSnapshot(makeSnapshot(4, 1));
+        assert.deepStrictEqual(bytes(await storage.readSnapshot(makeSnapshot(4, 1).meta)), [
+          ...makeSnapshot(4, 1).data,
+        ]);
+        assert.equal(await storage.readSnapshot(makeSnapshot(4, 2).meta), null, 'another term');
+        assert.equal(await storage.readSnapshot(makeSnapshot(5, 1).meta), null, 'no snapshot there');
+        // Installed from a leader, through save().
+        await storage.save({ snapshot: makeSnapshot(8, 1), entries: [] });
+        assert.deepStrictEqual(bytes(await storage.readSnapshot(makeSnapshot(8, 1).meta)), [
+          ...makeSnapshot(8, 1).data,
+        ]);
+        // Recovered after a restart.
+        await storage.close();
+        const second = harness.open();
+        await second.load();
+        try {
+          assert.deepStrictEqual(bytes(await second.readSnapshot(makeSnapshot(8, 1).meta)), [
+            ...makeSnapshot(8, 1).data,
+          ]);
+          // Two are kept by default: a third replaces the oldest.
+          await second.save({ entries: makeEntries(9, 12, 1) });
+          await second.saveSnapshot(makeSnapshot(12, 1));
+          assert.equal(await second.readSnapshot(makeSnapshot(4, 1).meta), null, 'replaced');
+          assert.notEqual(await second.readSnapshot(makeSnapshot(12, 1).meta), null);
+        } finally {
+          await second.close();
+        }
+      },
+    );
+
     withStorage('a stale application snapshot is a no-op', async (storage, harness) => {
       await storage.save({ entries: makeEntries(1, 10, 1) });
       await storage.saveSnapshot(makeSnapshot(8, 1));

@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { Snapshot } from '../../raft/types.js';
+import type { Snapshot, SnapshotMeta } from '../../raft/types.js';
 import { StorageClosedError, StorageFailedError, StorageNotLoadedError } from '../errors.js';
 import { LogTracker } from '../log-tracker.js';
 import type { RaftLogStorage, RecoveredState, StorageUpdate } from '../types.js';
@@ -32,7 +32,7 @@ import type { PhysicalLog } from './physical-log.js';
 import { recordHeaderBytes } from './record.js';
 import { applyFixes, type RecoveryOptions, recover } from './recovery.js';
 import { SegmentWriter } from './segment-writer.js';
-import { type SnapshotFileName, writeSnapshotFile } from './snapshot-file.js';
+import { decodeSnapshotFile, type SnapshotFileName, writeSnapshotFile } from './snapshot-file.js';
 
 export interface WalStorageOptions {
   /** The data directory (created if missing). */
@@ -173,6 +173,22 @@ export class WalStorage implements RaftLogStorage {
       await this.writeSnapshot(snapshot);
       await this.releaseCoveredSegments();
     });
+  }
+
+  readSnapshot(meta: SnapshotMeta): Promise<Uint8Array | null> {
+    if (this.closed) return Promise.reject(new StorageClosedError());
+    // In the snapshot lane, so that the file is not deleted under the read by a newer snapshot.
+    const read = this.snapshotLane.then(async () => {
+      const name = this.snapshotFiles.find((file) => file.index === meta.index && file.term === meta.term);
+      if (name === undefined) return null;
+      const bytes = await this.fs.readFile(join(this.snapDir, name.fileName));
+      return decodeSnapshotFile(bytes, name).data;
+    });
+    this.snapshotLane = read.then(
+      () => undefined,
+      () => undefined,
+    );
+    return read;
   }
 
   async close(): Promise<void> {
