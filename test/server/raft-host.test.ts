@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Entry, type Message, MessageType } from '../../src/raft/types.js';
-import { RaftHost, RetryableError, type StateMachine } from '../../src/server/raft-host.js';
+import {
+  RaftHost,
+  type RaftHostOptions,
+  RetryableError,
+  type StateMachine,
+} from '../../src/server/raft-host.js';
 import { MemoryStorage, type RaftLogStorage, WalStorage } from '../../src/storage/index.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
 
@@ -274,9 +279,14 @@ test('a snapshot is captured in slices while applies go on; it holds the state o
 
 /**
  * Three hosts linked in memory: `deliver(m)` decides whether a message arrives (a cut link, or
- * counting what passes). `leaderAmong` waits for one of `among` to lead.
+ * counting what passes). `leaderAmong` waits for one of `among` to lead. `setup(id, sm)` may
+ * adjust a host's machine and give it more options.
  */
-async function startLinkedHosts(deliver: (m: Message) => boolean, requestTimeoutMs: number) {
+async function startLinkedHosts(
+  deliver: (m: Message) => boolean,
+  requestTimeoutMs: number,
+  setup: (id: string, sm: ListMachine) => Partial<RaftHostOptions> = () => ({}),
+) {
   const ids = ['a', 'b', 'c'];
   const hosts = new Map<string, RaftHost>();
   const machines = new Map<string, ListMachine>();
@@ -295,6 +305,7 @@ async function startLinkedHosts(deliver: (m: Message) => boolean, requestTimeout
         bootstrap: { voters: ids },
         tickMs: 10,
         requestTimeoutMs,
+        ...setup(id, sm),
       }),
     );
   }
@@ -313,7 +324,7 @@ async function startLinkedHosts(deliver: (m: Message) => boolean, requestTimeout
   const stop = async () => {
     for (const host of all) await host.stop();
   };
-  return { all, leaderAmong, machineOf, stop };
+  return { all, leaderAmong, machineOf, machines, stop };
 }
 
 test('proposals of a leader cut off are failed as overwritten once the new leader replaces its log, even on an idle cluster', async () => {
@@ -454,37 +465,21 @@ test('voters take turns to capture large snapshots: each in its own window of ap
     return out;
   };
   const ids = ['a', 'b', 'c'];
-  const hosts = new Map<string, RaftHost>();
   const saved = new Map<string, number[]>(ids.map((id) => [id, []]));
-  for (const id of ids) {
-    const sm = new ListMachine();
-    sm.snapshot = () => padded(sm.items);
-    hosts.set(
-      id,
-      new RaftHost({
-        id,
-        storage: new MemoryStorage(),
-        stateMachine: sm,
-        send: (m) => setImmediate(() => hosts.get(m.to)?.step(m)),
-        bootstrap: { voters: ids },
-        tickMs: 10,
-        requestTimeoutMs: 10_000,
+  const cluster = await startLinkedHosts(
+    () => true,
+    10_000,
+    (id, sm) => {
+      sm.snapshot = () => padded(sm.items);
+      return {
         snapshotEveryEntries: every,
         keepEntriesAfterSnapshot: 5,
         onSnapshotSaved: ({ index }) => saved.get(id)!.push(index),
-      }),
-    );
-  }
-  const all = [...hosts.values()];
-  for (const host of all) await host.start();
+      };
+    },
+  );
   try {
-    const end = Date.now() + 10_000;
-    const leaderNow = () => all.find((h) => h.status().role === 'leader');
-    while (!leaderNow()) {
-      assert.ok(Date.now() < end, 'no leader elected');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const leader = leaderNow()!;
+    const leader = await cluster.leaderAmong();
     const value = 'x'.repeat(64 * 1024);
     for (let i = 0; i < 2000 && [...saved.values()].some((s) => s.length < 3); i++) {
       await leader.propose(encoder.encode(`${i}:${value}`));
@@ -497,70 +492,50 @@ test('voters take turns to capture large snapshots: each in its own window of ap
         assert.equal(Math.floor(index / every) % ids.length, slot, `${id}'s snapshot at ${index}`);
     }
   } finally {
-    for (const host of all) await host.stop();
+    await cluster.stop();
   }
 });
 
 test('a leader keeps no copy of a saved snapshot: a follower that fell behind gets it read back from storage', async () => {
-  const ids = ['a', 'b', 'c'];
-  const hosts = new Map<string, RaftHost>();
-  const machines = new Map<string, ListMachine>();
-  const reads = new Map<string, number>(ids.map((id) => [id, 0]));
+  const reads = new Map<string, number>();
   const installed: number[] = [];
   let cut = true; // 'c' hears nothing and says nothing until healed
-  for (const id of ids) {
-    const sm = new ListMachine();
-    machines.set(id, sm);
-    const storage = new MemoryStorage();
-    const readSnapshot = storage.readSnapshot.bind(storage);
-    storage.readSnapshot = (meta) => {
-      reads.set(id, reads.get(id)! + 1);
-      return readSnapshot(meta);
-    };
-    hosts.set(
-      id,
-      new RaftHost({
-        id,
+  const cluster = await startLinkedHosts(
+    (m) => !cut || (m.to !== 'c' && m.from !== 'c'),
+    10_000,
+    (id) => {
+      const storage = new MemoryStorage();
+      const readSnapshot = storage.readSnapshot.bind(storage);
+      storage.readSnapshot = (meta) => {
+        reads.set(id, (reads.get(id) ?? 0) + 1);
+        return readSnapshot(meta);
+      };
+      return {
         storage,
-        stateMachine: sm,
-        send: (m) => {
-          if (cut && (m.to === 'c' || m.from === 'c')) return;
-          setImmediate(() => hosts.get(m.to)?.step(m));
-        },
-        bootstrap: { voters: ids },
-        tickMs: 10,
-        requestTimeoutMs: 10_000,
         snapshotEveryEntries: 20,
         keepEntriesAfterSnapshot: 5,
         onSnapshotInstalled: (index) => id === 'c' && installed.push(index),
-      }),
-    );
-  }
-  const all = [...hosts.values()];
-  for (const host of all) await host.start();
+      };
+    },
+  );
   try {
     const end = Date.now() + 10_000;
-    const leaderNow = () => [hosts.get('a')!, hosts.get('b')!].find((h) => h.status().role === 'leader');
-    while (!leaderNow()) {
-      assert.ok(Date.now() < end, 'no leader elected');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const leader = leaderNow()!;
+    const leader = await cluster.leaderAmong(cluster.all.slice(0, 2));
     for (let i = 0; i < 120; i++) await leader.propose(encoder.encode(`w${i}`));
     while (leader.status().snapshotIndex < 30) {
       assert.ok(Date.now() < end, 'the leader took no snapshot');
       await new Promise((r) => setTimeout(r, 10));
     }
     cut = false;
-    const c = machines.get('c')!;
+    const c = cluster.machines.get('c')!;
     while (c.items.length < 120) {
       assert.ok(Date.now() < end, `c caught up to ${c.items.length} of 120`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.deepEqual(c.items, machines.get(leader.status().id)!.items);
+    assert.deepEqual(c.items, cluster.machineOf(leader).items);
     assert.ok(installed.length > 0, 'c installed a snapshot');
-    assert.ok(reads.get(leader.status().id)! > 0, 'the leader read the snapshot back from storage');
+    assert.ok((reads.get(leader.status().id) ?? 0) > 0, 'the leader read the snapshot back from storage');
   } finally {
-    for (const host of all) await host.stop();
+    await cluster.stop();
   }
 });
