@@ -129,7 +129,8 @@ interface PendingProposal {
 interface PendingRead {
   resolve: () => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the caller is told it timed out. */
+  deadline: number;
   index: number;
 }
 
@@ -165,6 +166,8 @@ export class RaftHost {
   private reads = new Map<string, PendingRead[]>();
   /** Reads that arrived since the last ReadIndex was issued; they will share the next one. */
   private openReads: PendingRead[] = [];
+  private readTimer: NodeJS.Timeout | null = null;
+  private readTimerAt = Number.POSITIVE_INFINITY;
   private readsWaitingApply: PendingRead[] = [];
   private readSeq = 0;
   private readonly readPrefix = randomBytes(4).toString('hex');
@@ -312,6 +315,8 @@ export class RaftHost {
     if (this.proposalTimer) clearTimeout(this.proposalTimer);
     this.proposalTimer = null;
     this.failReads(err, true);
+    if (this.readTimer) clearTimeout(this.readTimer);
+    this.readTimer = null;
     while (this.processing || this.snapshotting || this.capturing) await new Promise((r) => setTimeout(r, 5));
     // A held-back commit index is worth keeping on a clean stop: the restart applies that far
     // from its own log at once. (Not needed for safety; a failed storage just skips it.)
@@ -385,15 +390,49 @@ export class RaftHost {
     const raft = this.raft;
     if (!raft || this.stopped) return Promise.reject(new RetryableError('stopped', 'server is not running'));
     return new Promise((resolve, reject) => {
-      const read: PendingRead = { resolve, reject, timer: undefined as unknown as NodeJS.Timeout, index: 0 };
-      read.timer = setTimeout(() => {
-        this.forgetRead(read);
-        reject(new RetryableError('timeout', 'read index timed out', this.leader));
-      }, timeoutMs);
+      const read: PendingRead = { resolve, reject, deadline: performance.now() + timeoutMs, index: 0 };
       this.openReads.push(read);
+      this.armReadTimer(read.deadline);
       this.schedule();
     });
   }
+
+  /**
+   * One timer for every waiting read, due at the earliest deadline (proposals do the same).
+   * Reads that complete leave it armed; when it fires it fails what is past due and re-arms
+   * for the earliest deadline left, if any.
+   */
+  private armReadTimer(deadline: number): void {
+    if (this.readTimer !== null && this.readTimerAt <= deadline) return;
+    if (this.readTimer !== null) clearTimeout(this.readTimer);
+    this.readTimerAt = deadline;
+    this.readTimer = setTimeout(this.expireReads, Math.max(0, deadline - performance.now()));
+  }
+
+  private readonly expireReads = (): void => {
+    this.readTimer = null;
+    this.readTimerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const expired: PendingRead[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    const pending = (r: PendingRead) => {
+      if (r.deadline <= now) {
+        expired.push(r);
+        return false;
+      }
+      if (r.deadline < next) next = r.deadline;
+      return true;
+    };
+    this.openReads = this.openReads.filter(pending);
+    for (const [context, batch] of this.reads) {
+      const rest = batch.filter(pending);
+      if (rest.length === 0) this.reads.delete(context);
+      else if (rest.length !== batch.length) this.reads.set(context, rest);
+    }
+    this.readsWaitingApply = this.readsWaitingApply.filter(pending);
+    for (const r of expired) r.reject(new RetryableError('timeout', 'read index timed out', this.leader));
+    if (next !== Number.POSITIVE_INFINITY) this.armReadTimer(next);
+  };
 
   /**
    * One ReadIndex for every read that arrived since the last was issued (etcd's read loop does
@@ -406,17 +445,6 @@ export class RaftHost {
     this.reads.set(context, this.openReads);
     this.openReads = [];
     this.raft.readIndex(context);
-  }
-
-  private forgetRead(read: PendingRead): void {
-    this.openReads = this.openReads.filter((r) => r !== read);
-    for (const [context, batch] of this.reads) {
-      const rest = batch.filter((r) => r !== read);
-      if (rest.length === batch.length) continue;
-      if (rest.length === 0) this.reads.delete(context);
-      else this.reads.set(context, rest);
-    }
-    this.readsWaitingApply = this.readsWaitingApply.filter((r) => r !== read);
   }
 
   // ------------------------------------------------------------ the Ready loop
@@ -559,7 +587,6 @@ export class RaftHost {
       if (!batch) continue;
       this.reads.delete(f.context);
       for (const read of batch) {
-        clearTimeout(read.timer);
         read.reject(new RetryableError('no-leader', `read index failed: ${f.reason}`, this.leader));
       }
     }
@@ -587,7 +614,6 @@ export class RaftHost {
       const waiting: PendingRead[] = [];
       for (const r of this.readsWaitingApply) {
         if (r.index <= this.applied) {
-          clearTimeout(r.timer);
           r.resolve();
         } else {
           waiting.push(r);
@@ -817,19 +843,16 @@ export class RaftHost {
   private failReads(err: Error, all: boolean): void {
     for (const batch of this.reads.values()) {
       for (const r of batch) {
-        clearTimeout(r.timer);
         r.reject(err);
       }
     }
     this.reads.clear();
     if (!all) return;
     for (const r of this.openReads) {
-      clearTimeout(r.timer);
       r.reject(err);
     }
     this.openReads = [];
     for (const r of this.readsWaitingApply) {
-      clearTimeout(r.timer);
       r.reject(err);
     }
     this.readsWaitingApply = [];

@@ -539,3 +539,29 @@ test('a leader keeps no copy of a saved snapshot: a follower that fell behind ge
     await cluster.stop();
   }
 });
+
+test('reads that cannot complete each fail with a timeout, a shorter one first though it came later; later reads still work', async () => {
+  // A follower whose own messages are lost: it keeps hearing the leader (so nothing changes
+  // leader), but its read index requests never arrive.
+  let mute = '';
+  const cluster = await startLinkedHosts((m) => m.from !== mute, 10_000);
+  try {
+    const leader = await cluster.leaderAmong();
+    const follower = cluster.all.find((h) => h !== leader)!;
+    await follower.readBarrier();
+    mute = follower.status().id;
+    const order: string[] = [];
+    const failure = (name: string) => (err: unknown) => {
+      assert.ok(err instanceof RetryableError && err.code === 'timeout', String(err));
+      order.push(name);
+    };
+    const long = follower.readBarrier(600).then(() => order.push('long resolved'), failure('long'));
+    const short = follower.readBarrier(30).then(() => order.push('short resolved'), failure('short'));
+    await Promise.all([long, short]);
+    assert.deepEqual(order, ['short', 'long']);
+    mute = '';
+    await follower.readBarrier();
+  } finally {
+    await cluster.stop();
+  }
+});
