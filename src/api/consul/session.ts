@@ -217,8 +217,12 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
       reply.code(404).type('text/plain; charset=utf-8').send(`Session id '${text}' not found`);
     if (id === null) return notFound();
     const result = expectResult(await server.write({ type: 'leaseKeepAlive', ids: [id] }), 'leaseKeepAlive');
+    if (!result.leases[0]?.found) return notFound();
+    // A follower forwards the write and the leader answers once it applied it; this server may
+    // not have applied the session's creation yet (read-your-writes): catch up, then read it.
+    if (!server.store.lease(id)) await server.readBarrier('default');
     const lease = server.store.lease(id);
-    if (!result.leases[0]?.found || !lease) return notFound();
+    if (!lease) return notFound();
     return [toConsulSession(lease, server.store.catalog)];
   });
 
