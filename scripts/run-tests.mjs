@@ -78,7 +78,10 @@ function runFile(file) {
       // Whatever the file left behind goes with it.
       killGroup(child.pid);
       running.delete(child.pid);
-      resolve({ file, code, signal, timedOut, ms: Date.now() - began, output: Buffer.concat(chunks) });
+      const output = Buffer.concat(chunks);
+      const counted = /^# tests (\d+)$/m.exec(output.toString('utf8'));
+      const tests = counted ? Number(counted[1]) : undefined;
+      resolve({ file, code, signal, timedOut, ms: Date.now() - began, output, tests });
     });
   });
 }
@@ -94,7 +97,12 @@ async function worker() {
       : r.code === 0
         ? 'ok'
         : `FAILED (${r.signal ?? `exit ${r.code}`})`;
-    process.stdout.write(`\n# ===== ${file}: ${verdict} in ${(r.ms / 1000).toFixed(1)} s\n`);
+    // The test count is printed so that runs can be compared: a file that stops early without a
+    // failure (Node's runner has dropped a describe's remaining tests without one) shows up as
+    // fewer tests than before.
+    process.stdout.write(
+      `\n# ===== ${file}: ${verdict} in ${(r.ms / 1000).toFixed(1)} s, ${r.tests ?? '?'} tests\n`,
+    );
     process.stdout.write(r.output);
     if (r.timedOut) {
       process.stdout.write(
@@ -106,7 +114,8 @@ async function worker() {
 await Promise.all(Array.from({ length: concurrency }, worker));
 
 const failed = results.filter((r) => r.timedOut || r.code !== 0);
-process.stdout.write(`\n# ===== ${results.length} files, ${failed.length} failed\n`);
+const tests = results.reduce((sum, r) => sum + (r.tests ?? 0), 0);
+process.stdout.write(`\n# ===== ${results.length} files, ${tests} tests, ${failed.length} failed\n`);
 for (const r of results.sort((a, b) => b.ms - a.ms).slice(0, 8)) {
   process.stdout.write(`#   ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.file}\n`);
 }
