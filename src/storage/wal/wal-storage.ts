@@ -178,17 +178,13 @@ export class WalStorage implements RaftLogStorage {
   readSnapshot(meta: SnapshotMeta): Promise<Uint8Array | null> {
     if (this.closed) return Promise.reject(new StorageClosedError());
     // In the snapshot lane, so that the file is not deleted under the read by a newer snapshot.
-    const read = this.snapshotLane.then(async () => {
+    // A failed read is the caller's to handle: it does not fail the storage.
+    return this.queueInSnapshotLane(async () => {
       const name = this.snapshotFiles.find((file) => file.index === meta.index && file.term === meta.term);
       if (name === undefined) return null;
       const bytes = await this.fs.readFile(join(this.snapDir, name.fileName));
       return decodeSnapshotFile(bytes, name).data;
     });
-    this.snapshotLane = read.then(
-      () => undefined,
-      () => undefined,
-    );
-    return read;
   }
 
   async close(): Promise<void> {
@@ -370,10 +366,19 @@ export class WalStorage implements RaftLogStorage {
     await this.fs.syncDir(this.walDir);
   }
 
-  private inSnapshotLane(work: () => Promise<void>): Promise<void> {
+  /** Snapshot writes, segment releases and snapshot reads run one at a time, in call order. */
+  private queueInSnapshotLane<T>(work: () => Promise<T>): Promise<T> {
     const run = this.snapshotLane.then(work);
-    this.snapshotLane = run.catch(() => undefined);
-    return run.catch((error: unknown) => {
+    this.snapshotLane = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Queue snapshot work whose failure fails the storage (G4). */
+  private inSnapshotLane(work: () => Promise<void>): Promise<void> {
+    return this.queueInSnapshotLane(work).catch((error: unknown) => {
       throw this.fail(error);
     });
   }
