@@ -86,17 +86,46 @@ function runFile(file) {
   });
 }
 
+/**
+ * How many tests the TAP output shows as started ("# Subtest:") but never reported ("ok" or
+ * "not ok" at the same depth). Node 20's runner, with --test-force-exit, has been seen to exit
+ * in the middle of a file's last describe, with exit code 0 and a plan that just counts fewer
+ * tests: those tests never ran, and nothing failed.
+ */
+function unfinishedTests(output) {
+  const open = new Map();
+  for (const line of output.toString('utf8').split('\n')) {
+    const started = /^( *)# Subtest: /.exec(line);
+    if (started) open.set(started[1].length, (open.get(started[1].length) ?? 0) + 1);
+    const ended = /^( *)(?:not )?ok \d+ - /.exec(line);
+    if (ended) open.set(ended[1].length, (open.get(ended[1].length) ?? 0) - 1);
+  }
+  let unfinished = 0;
+  for (const count of open.values()) unfinished += Math.max(0, count);
+  return unfinished;
+}
+
 const results = [];
 const queue = [...files];
 async function worker() {
   for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-    const r = await runFile(file);
+    let r = await runFile(file);
+    let cutShort = !r.timedOut && r.code === 0 && unfinishedTests(r.output) > 0;
+    if (cutShort) {
+      // The runner's fault, not the tests': run the file once more, and fail only if it happens again.
+      process.stdout.write(`\n# ${file} stopped before all its tests ran; running it again\n`);
+      r = await runFile(file);
+      cutShort = !r.timedOut && r.code === 0 && unfinishedTests(r.output) > 0;
+      if (cutShort) r.code = 1;
+    }
     results.push(r);
     const verdict = r.timedOut
       ? 'TIMED OUT'
-      : r.code === 0
-        ? 'ok'
-        : `FAILED (${r.signal ?? `exit ${r.code}`})`;
+      : cutShort
+        ? 'FAILED (stopped before all its tests ran, twice)'
+        : r.code === 0
+          ? 'ok'
+          : `FAILED (${r.signal ?? `exit ${r.code}`})`;
     // The test count is printed so that runs can be compared: a file that stops early without a
     // failure (Node's runner has dropped a describe's remaining tests without one) shows up as
     // fewer tests than before.
