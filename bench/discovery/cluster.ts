@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePorts } from '../../test/ports.js';
 import { loopbackAgentArgs } from '../agent-command.js';
-import { freePort, type Processes } from '../etcd/clusters.js';
+import type { Processes } from '../etcd/clusters.js';
 
 /**
  * A 3-server Conclave cluster as real processes on loopback, for the discovery benchmark. The
@@ -84,8 +85,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string):
 
 export async function startServers(procs: Processes, root: string): Promise<Server[]> {
   const names = Array.from({ length: SERVER_COUNT }, (_, i) => `s${i + 1}`);
-  const serverPorts: number[] = [];
-  for (const _ of names) serverPorts.push(await freePort());
+  const serverPorts = await freePorts(names.length);
   const started = names.map((name, i) => {
     const dataDir = join(root, name);
     mkdirSync(dataDir, { recursive: true });

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { endianness } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from '../../test/ports.js';
 import { loopbackAgentArgs } from '../agent-command.js';
 import { callDecoded, channel, RPC } from './protocol.js';
 
@@ -121,18 +121,6 @@ export class Processes {
   }
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => res(port));
-    });
-  });
-}
-
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, fail: () => string) {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -157,8 +145,8 @@ function goArch(): string {
 
 export async function startEtcd(procs: Processes, root: string, etcdBin: string): Promise<ClusterHandle> {
   const names = ['e1', 'e2', 'e3'];
-  const ports: { client: number; peer: number }[] = [];
-  for (const _ of names) ports.push({ client: await freePort(), peer: await freePort() });
+  const free = await freePorts(names.length * 2);
+  const ports = names.map((_, i) => ({ client: free[2 * i]!, peer: free[2 * i + 1]! }));
   const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]!.peer}`).join(',');
   const env = { ...process.env };
   const arch = goArch();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { freePorts } from '../ports.js';
 import { type AgentProcess, Cluster, waitFor } from './harness.js';
 
 // Gossip membership on real processes: 3 servers and 2 client agents in one LAN pool with an
@@ -117,33 +118,12 @@ test('gossip: failure, suspicion and refutation, leave, and keys', { timeout: 24
   }
 });
 
-async function freePorts(n: number): Promise<number[]> {
-  const { createServer } = await import('node:net');
-  const { createSocket } = await import('node:dgram');
-  const ports: number[] = [];
-  while (ports.length < n) {
-    const server = createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as { port: number }).port;
-    await new Promise<void>((r) => server.close(() => r()));
-    // Gossip needs the UDP port too.
-    const udp = createSocket('udp4');
-    const free = await new Promise<boolean>((r) => {
-      udp.once('error', () => r(false));
-      udp.bind(port, '127.0.0.1', () => r(true));
-    });
-    udp.close();
-    if (free && !ports.includes(port)) ports.push(port);
-  }
-  return ports;
-}
-
 test('gossip: servers given only gossip addresses (Consul-style -retry-join) find each other and bootstrap', {
   timeout: 120_000,
 }, async () => {
   const c = new Cluster();
   try {
-    const ports = await freePorts(3);
+    const ports = await freePorts(3, { udp: true });
     const joins = ports.flatMap((p) => ['-retry-join', `127.0.0.1:${p}`]);
     for (let i = 0; i < 3; i++) {
       const a = c.add(`s${i + 1}`, ['-bootstrap-expect', '3', ...joins]);

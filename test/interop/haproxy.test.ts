@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { freePort } from '../ports.js';
 import { type DevAgent, startDevAgent } from './dev-agent.js';
 import { hasCommand, skipUnless } from './tools.js';
 
@@ -20,14 +20,6 @@ let agent: DevAgent | null = null;
 let haproxy: ChildProcess | null = null;
 let dir = '';
 const backends: Server[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 /** An HTTP backend answering its name, on its own loopback address. */
 async function backend(name: string, host: string): Promise<number> {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { Cluster, waitFor } from '../cluster/harness.js';
+import { freePorts } from '../ports.js';
 import { hasCommand, skipUnless } from './tools.js';
 
 // Patroni (Debian, PostgreSQL 15) with its etcd3 backend, unmodified, against a 3-server
@@ -22,18 +22,6 @@ const asPostgres = process.getuid?.() === 0;
 
 let cluster: Cluster;
 const members: PatroniMember[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 class PatroniMember {
   child: ChildProcess | null = null;
@@ -175,9 +163,9 @@ test('patroni: two members elect one leader through Conclave; killing the leader
   chmodSync(cluster.rootDir, 0o755);
   const root = join(cluster.rootDir, 'patroni');
   mkdirSync(root, { recursive: true, mode: 0o755 });
-  for (const name of ['pg1', 'pg2']) {
-    members.push(new PatroniMember(name, join(root, name), await freePort(), await freePort()));
-  }
+  const [rest1, pg1, rest2, pg2] = await freePorts(4);
+  members.push(new PatroniMember('pg1', join(root, 'pg1'), rest1!, pg1!));
+  members.push(new PatroniMember('pg2', join(root, 'pg2'), rest2!, pg2!));
   members[0]!.start(hosts);
   await waitFor(async () => (await members[0]!.role()) === 'master/running', 90_000, 'pg1 to lead').catch(
     (err) => {
