@@ -46,6 +46,22 @@ export class CommitNotices {
     for (const m of notices) this.deliver(m);
   }
 
+  /**
+   * Send the notice held for `to`, if any: the leader answers a write `to` forwarded, and `to`
+   * waits to apply it before it answers its client (read-your-writes), so it should learn the
+   * commit now rather than after the hold.
+   */
+  flushTo(to: NodeId): void {
+    const notice = this.held.get(to);
+    if (!notice) return;
+    this.held.delete(to);
+    if (this.held.size === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.deliver(notice);
+  }
+
   get heldCount(): number {
     return this.held.size;
   }

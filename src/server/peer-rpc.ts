@@ -48,7 +48,13 @@ export interface DiscoverAnswer {
   leader: NodeId;
 }
 
-export type PeerAnswer<T> = { ok: true; value: T } | { ok: false; error: WireError };
+export type PeerAnswer<T> =
+  /**
+   * `applied`: on the answer to a forwarded write, an index the leader had applied when it
+   * answered, at or past the write's entry; the follower applies that far before it answers its
+   * own client. Absent from older leaders.
+   */
+  { ok: true; value: T; applied?: number } | { ok: false; error: WireError };
 
 export type WireError =
   | { kind: 'retryable'; code: RetryableError['code']; message: string; leader: NodeId }

@@ -356,6 +356,27 @@ export class RaftHost {
     return this.applied;
   }
 
+  /**
+   * Resolves once this server has applied `index`: a follower that forwarded a write waits for
+   * it before answering its client, so that its own reads then see the write (etcd's members
+   * do the same). Fails with a 'timeout' RetryableError after `timeoutMs`.
+   */
+  waitApplied(index: number, timeoutMs: number): Promise<void> {
+    if (this.applied >= index) return Promise.resolve();
+    if (!this.raft || this.stopped)
+      return Promise.reject(new RetryableError('stopped', 'server is not running'));
+    return new Promise((resolve, reject) => {
+      const wait: PendingRead = { resolve, reject, deadline: performance.now() + timeoutMs, index };
+      this.readsWaitingApply.push(wait);
+      this.armReadTimer(wait.deadline);
+    });
+  }
+
+  /** Send a held commit notice to `to` now (see `CommitNotices.flushTo`). */
+  flushCommitNotice(to: NodeId): void {
+    this.notices.flushTo(to);
+  }
+
   /** Propose a command; resolves with the state machine's result once applied here. */
   propose(data: Uint8Array): Promise<unknown> {
     const raft = this.raft;

@@ -83,6 +83,10 @@ export interface RaftServerView {
 }
 
 /** Requests a peer outside the cluster may make (see `answer`). */
+type AnswerOk<T> = Extract<PeerAnswer<T>, { ok: true }>;
+/** How long a follower waits to apply a write it forwarded before answering anyway (catchUpTo). */
+const CATCH_UP_MS = 2000;
+
 const OPEN_REQUESTS = new Set<PeerRequest['kind']>(['discover', 'join', 'servers', 'clientHeartbeat']);
 
 export class ConclaveServer {
@@ -382,8 +386,9 @@ export class ConclaveServer {
     if (this.isLeader()) return this.proposeHere(command);
     const leader = this.leaderId();
     if (!leader) throw new RetryableError('no-leader', 'no cluster leader');
+    let answer: AnswerOk<unknown>;
     try {
-      return resultFromWire(await this.askPeer<unknown>(leader, { kind: 'write', command }));
+      answer = await this.askPeerAnswer<unknown>(leader, { kind: 'write', command });
     } catch (err) {
       if (err instanceof TransportError && !err.notSent) {
         throw new RetryableError(
@@ -393,6 +398,24 @@ export class ConclaveServer {
         );
       }
       throw err;
+    }
+    const result = resultFromWire(answer.value);
+    if (answer.applied !== undefined) await this.catchUpTo(answer.applied);
+    return result;
+  }
+
+  /**
+   * Read-your-writes on a follower: the leader answers a forwarded write once it applied it,
+   * and this server's reads (serializable etcd reads, stale Consul reads, a handler reading the
+   * store right after its write) must see it too, as they do on an etcd member. So wait until
+   * this server has applied as far. The write is committed whatever happens here: if this server
+   * cannot catch up in time (cut off from the leader just now), answer anyway.
+   */
+  private async catchUpTo(index: number): Promise<void> {
+    try {
+      await this.host.waitApplied(index, CATCH_UP_MS);
+    } catch (err) {
+      this.log.debug('answering a forwarded write before applying it here', { index, error: String(err) });
     }
   }
 
@@ -431,9 +454,13 @@ export class ConclaveServer {
   }
 
   private async askPeer<T>(to: NodeId, request: PeerRequest): Promise<T> {
+    return (await this.askPeerAnswer<T>(to, request)).value;
+  }
+
+  private async askPeerAnswer<T>(to: NodeId, request: PeerRequest): Promise<AnswerOk<T>> {
     const raw = (await this.transport.request(to, request, this.opts.holdTimeoutMs)) as PeerAnswer<T>;
     if (!raw.ok) throw fromWireError(raw.error);
-    return raw.value;
+    return raw;
   }
 
   // ------------------------------------------------------------ membership
@@ -693,7 +720,7 @@ export class ConclaveServer {
 
   // ------------------------------------------------------------ answering peers
 
-  private async answer(_from: NodeId, request: PeerRequest, trusted: boolean): Promise<PeerAnswer<unknown>> {
+  private async answer(from: NodeId, request: PeerRequest, trusted: boolean): Promise<PeerAnswer<unknown>> {
     try {
       // A peer that did not name our cluster in its hello (a server still joining, a client
       // agent, or a stray process) may only find servers, ask to join and report liveness.
@@ -713,7 +740,11 @@ export class ConclaveServer {
       if (request.kind === 'clientHeartbeat') return { ok: true, value: await this.onLeader(request) };
       if (request.kind === 'write') {
         if (!this.isLeader()) throw new RetryableError('not-leader', 'not the leader', this.host.leaderId());
-        return { ok: true, value: resultToWire(await this.proposeHere(request.command)) };
+        const value = resultToWire(await this.proposeHere(request.command));
+        // The follower waits to apply the write before it answers (catchUpTo): tell it of the
+        // commit now, not after the commit notice's hold.
+        this.host.flushCommitNotice(from);
+        return { ok: true, value, applied: this.host.appliedIndex() };
       }
       if (request.kind === 'join') {
         if (this.clusterId === '') throw new RetryableError('no-leader', 'this server has no cluster yet');

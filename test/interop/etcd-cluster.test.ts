@@ -138,6 +138,25 @@ test('etcd3 (npm): KV and transactions against every member', { timeout: 60_000 
   }
 });
 
+test('etcd3 (npm): a member serves its own writes to serializable reads at once', {
+  timeout: 60_000,
+}, async () => {
+  // An etcd member answers a write only once it applied it, so a serializable (member-local)
+  // read right after sees it, even on a follower that forwarded the write.
+  const clients = endpoints.map((e) => new Etcd3({ hosts: e }));
+  try {
+    for (const [m, c] of clients.entries()) {
+      for (let i = 0; i < 20; i++) {
+        await c.put(`ryw/${m}`).value(String(i));
+        assert.equal(await c.get(`ryw/${m}`).serializable(true).string(), String(i));
+      }
+    }
+    await clients[0]!.delete().prefix('ryw/');
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
+
 test('etcdctl: watch on one member sees writes through others; leases across members', {
   skip: skipUnless(hasEtcdctl(), 'etcdctl (Debian etcd-client)'),
   timeout: 120_000,

@@ -116,3 +116,24 @@ test('a zero hold time sends at once', () => {
   new CommitNotices((m) => sent.push(m), 0).send(notice('n2', 5));
   assert.equal(sent.length, 1);
 });
+
+test('flushTo sends the notice held for one follower now, and keeps the others held', () => {
+  withTimers((sent, notices) => {
+    notices.send(notice('n2', 5));
+    notices.send(notice('n3', 5));
+    notices.flushTo('n2');
+    assert.deepEqual(
+      sent.map((m) => m.to),
+      ['n2'],
+    );
+    notices.flushTo('n2'); // nothing held for it any more
+    assert.equal(sent.length, 1);
+    mock.timers.tick(2);
+    assert.deepEqual(
+      sent.map((m) => m.to),
+      ['n2', 'n3'],
+    );
+    notices.flushTo('n3');
+    assert.equal(sent.length, 2);
+  });
+});

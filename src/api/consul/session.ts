@@ -218,9 +218,8 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ConsulContext):
     if (id === null) return notFound();
     const result = expectResult(await server.write({ type: 'leaseKeepAlive', ids: [id] }), 'leaseKeepAlive');
     if (!result.leases[0]?.found) return notFound();
-    // A follower forwards the write and the leader answers once it applied it; this server may
-    // not have applied the session's creation yet (read-your-writes): catch up, then read it.
-    if (!server.store.lease(id)) await server.readBarrier('default');
+    // server.write returns once this server applied the keep-alive, even when a follower
+    // forwarded it, so the session's creation is here too.
     const lease = server.store.lease(id);
     if (!lease) return notFound();
     return [toConsulSession(lease, server.store.catalog)];
