@@ -450,6 +450,22 @@ function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): Con
   }
 }
 
+const KV_READ_VERBS: ReadonlySet<string> = new Set([
+  'get',
+  'get-tree',
+  'check-index',
+  'check-session',
+  'check-not-exists',
+]);
+
+/**
+ * Whether every op only reads. Consul serves such a txn as a read (Txn.Read: the request's
+ * consistency mode, no Raft entry) and every other through Raft (Txn.Apply).
+ */
+export function isReadOnlyConsulTxn(ops: readonly ConsulTxnOp[]): boolean {
+  return ops.every((op) => (isKvOp(op) ? KV_READ_VERBS.has(op.verb) : op.verb === 'get'));
+}
+
 /** Apply the ops in order; the first failing op throws (with its opIndex) and aborts them all. */
 export function applyConsulTxn(context: ConsulContext, ops: ConsulTxnOp[]): ConsulOpResult[] {
   const results: ConsulOpResult[] = [];

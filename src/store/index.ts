@@ -14,6 +14,7 @@ export { Topic } from './catalog.js';
 export { decodeCommand, encodeCommand, validateCommand } from './codec.js';
 export type * from './commands.js';
 export { type CompactionPolicy, DEFAULT_COMPACTION_POLICY } from './compaction.js';
+export { isReadOnlyConsulTxn } from './consul-txn.js';
 export { StoreError, StoreErrorCode, StoreInvariantError } from './errors.js';
 export { DEFAULT_LIMITS, type StoreLimits } from './limits.js';
 export { restore, snapshot, snapshotChunks, stateHash } from './snapshot.js';

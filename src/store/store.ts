@@ -12,9 +12,9 @@
 import { BlockingWaiters, type WaitResult, type WaitTarget } from './blocking.js';
 import { type ByteString, fromByteString, prefixEnd, toByteString } from './bytes.js';
 import { Catalog, type CatalogEffects, Topic } from './catalog.js';
-import type { Command, ConsulOpResult, RangeOp, ResponseOp, Result, TxnOp } from './commands.js';
+import type { Command, ConsulOpResult, ConsulTxnOp, RangeOp, ResponseOp, Result, TxnOp } from './commands.js';
 import { type CompactionPolicy, compactionTarget, RevisionClock } from './compaction.js';
-import { applyConsulTxn, type ConsulContext, validateConsulOps } from './consul-txn.js';
+import { applyConsulTxn, type ConsulContext, isReadOnlyConsulTxn, validateConsulOps } from './consul-txn.js';
 import { invariant, StoreError, StoreErrorCode } from './errors.js';
 import {
   applyDeleteRange,
@@ -652,6 +652,24 @@ export class Store {
     const result = applyTxn(this.etcdContext(txn), op);
     invariant(txn.effectiveWrites().length === 0, 'a read-only txn wrote');
     return { succeeded: result.succeeded, responses: result.responses, revision: this.revisionValue };
+  }
+
+  /**
+   * A Consul txn whose every op reads (`isReadOnlyConsulTxn`), evaluated on committed state
+   * without a log entry, as Consul's Txn.Read serves it. A failing check throws its StoreError
+   * (with the op's index), as the same op does through Raft.
+   */
+  evaluateReadOnlyConsulTxn(ops: ConsulTxnOp[]): { results: ConsulOpResult[]; revision: number } {
+    invariant(isReadOnlyConsulTxn(ops), 'a read-only consul txn has a write op');
+    validateConsulOps(ops, this.limits);
+    const txn = this.beginWrite();
+    const journal: TxnJournal = { undo: [], savedNodes: new Set(), lockDelays: new Map() };
+    const results = applyConsulTxn(this.consulContext(txn, journal), ops);
+    invariant(
+      txn.effectiveWrites().length === 0 && journal.undo.length === 0 && journal.lockDelays.size === 0,
+      'a read-only consul txn wrote',
+    );
+    return { results, revision: this.revisionValue };
   }
 
   /** Consul: the live entries under a prefix, in key order (GET ?recurse). */

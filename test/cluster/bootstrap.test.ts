@@ -100,6 +100,16 @@ test('cluster: a whole-cluster restart from the data dirs never bootstraps again
       Number(stale.headers.get('X-Consul-LastContact')) > 1000,
       stale.headers.get('X-Consul-LastContact') ?? '',
     );
+    // So does a stale txn of reads only (Consul's Txn.Read), where a write would need a leader.
+    const staleTxn = await survivor.http(
+      'PUT',
+      '/v1/txn?stale',
+      JSON.stringify([{ KV: { Verb: 'get', Key: 'restart/k' } }]),
+    );
+    assert.equal(staleTxn.status, 200, staleTxn.text);
+    const entry = (JSON.parse(staleTxn.text) as { Results: { KV: { Value: string } }[] }).Results[0]!.KV;
+    assert.equal(Buffer.from(entry.Value, 'base64').toString(), 'kept');
+    assert.equal(staleTxn.headers.get('X-Consul-KnownLeader'), 'false');
   } finally {
     await c.close();
   }

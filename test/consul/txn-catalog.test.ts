@@ -251,4 +251,36 @@ describe('/v1/txn catalog and session operations', () => {
       (err: Error & { response?: { statusCode?: number } }) => err.response?.statusCode === 409,
     );
   });
+
+  test('a txn of reads only is served as a read: no Raft entry, checks fail with 409', async () => {
+    assert.equal((await txn([{ KV: { Verb: 'set', Key: 'ro/a', Value: b64('1') } }])).status, 200);
+    const a = (await call('GET', '/v1/kv/ro/a')).json as { ModifyIndex: number }[];
+    const lastIndex = () => agent.server.raftStatus().lastIndex;
+    const before = lastIndex();
+    const reply = await txn([
+      { KV: { Verb: 'get', Key: 'ro/a' } },
+      { KV: { Verb: 'check-index', Key: 'ro/a', Index: a[0]!.ModifyIndex } },
+      { KV: { Verb: 'get-tree', Key: 'ro/' } },
+      { KV: { Verb: 'check-not-exists', Key: 'ro/missing' } },
+      { Node: { Verb: 'get', Node: { Node: 'txn' } } },
+    ]);
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    const results = reply.body.Results!;
+    assert.equal(Buffer.from(String(results[0]!.KV!.Value), 'base64').toString(), '1');
+    assert.equal(results[1]!.KV!.Value, null, 'check-index answers the entry without its value');
+    assert.equal(results[2]!.KV!.Key, 'ro/a');
+    assert.equal(results[3]!.Node!.Node, 'txn');
+    assert.ok(Number(reply.headers.get('x-consul-index')) >= a[0]!.ModifyIndex);
+    assert.equal(reply.headers.get('x-consul-knownleader'), 'true');
+    const failed = await txn([
+      { KV: { Verb: 'get', Key: 'ro/a' } },
+      { KV: { Verb: 'check-index', Key: 'ro/a', Index: a[0]!.ModifyIndex + 100 } },
+    ]);
+    assert.equal(failed.status, 409);
+    assert.equal(failed.body.Results, null);
+    assert.deepEqual((failed.body.Errors as { OpIndex: number }[])[0]!.OpIndex, 1);
+    const stale = await call('PUT', '/v1/txn?stale', [{ KV: { Verb: 'get', Key: 'ro/a' } }]);
+    assert.equal(stale.status, 200);
+    assert.equal(lastIndex(), before, 'reads took no log entry');
+  });
 });

@@ -126,6 +126,26 @@ test('curl: /v1/txn applies all or nothing, 409 with Errors', { skip, timeout: 6
   assert.equal(errors.Errors[0]!.OpIndex, 1);
   assert.equal((await curl('GET', '/v1/kv/txn/b')).status, 404, 'nothing of a failed txn applied');
 
+  // Reads only: served as a read (Consul's Txn.Read), ?stale accepted, checks still fail with 409.
+  const reads = await curl(
+    'PUT',
+    '/v1/txn?stale',
+    JSON.stringify([
+      { KV: { Verb: 'get', Key: 'txn/a' } },
+      { KV: { Verb: 'check-not-exists', Key: 'txn/b' } },
+    ]),
+  );
+  assert.equal(reads.status, 200, reads.body);
+  const read = JSON.parse(reads.body) as { Results: { KV: { Value: string | null } }[] };
+  assert.equal(Buffer.from(read.Results[0]!.KV.Value!, 'base64').toString(), '1');
+  const readFailed = await curl(
+    'PUT',
+    '/v1/txn',
+    JSON.stringify([{ KV: { Verb: 'get', Key: 'txn/a' } }, { KV: { Verb: 'get', Key: 'txn/missing' } }]),
+  );
+  assert.equal(readFailed.status, 409);
+  assert.equal((JSON.parse(readFailed.body) as { Errors: { OpIndex: number }[] }).Errors[0]!.OpIndex, 1);
+
   const tooMany = await curl(
     'PUT',
     '/v1/txn',

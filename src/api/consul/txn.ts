@@ -8,7 +8,7 @@ import type {
   NodeInput,
   Result,
 } from '../../store/index.js';
-import { consulFlags, MAX_CONSUL_FLAGS, utf8 } from '../../store/index.js';
+import { consulFlags, isReadOnlyConsulTxn, MAX_CONSUL_FLAGS, StoreError, utf8 } from '../../store/index.js';
 import {
   checkJson,
   decodeCatalogCheck,
@@ -22,6 +22,7 @@ import { badRequest, HttpError } from './errors.js';
 import type { ConsulContext } from './http.js';
 import { parseJson } from './json.js';
 import { toConsulEntry } from './kv.js';
+import { consistency, query, setIndexHeaders } from './query.js';
 import { SessionNames } from './session-id.js';
 
 /**
@@ -247,15 +248,33 @@ export function registerTxnRoutes(app: FastifyInstance, ctx: ConsulContext): voi
     }
     const names = new SessionNames();
     const ops = decodeTxnOps(body, ctx.options.maxValueBytes, names);
-    const result: Result = await ctx.server.write({ type: 'consulTxn', ops });
-    if (result.type === 'error') {
-      const { opIndex } = result.error;
-      if (opIndex === undefined) throw result.error;
+    const failed = (error: StoreError) => {
+      const { opIndex } = error;
+      if (opIndex === undefined) throw error;
       return reply.code(409).send({
         Results: null,
-        Errors: [{ OpIndex: opIndex, What: withSessionIds(result.error.message, names) }],
+        Errors: [{ OpIndex: opIndex, What: withSessionIds(error.message, names) }],
       });
+    };
+    if (isReadOnlyConsulTxn(ops)) {
+      // Consul's Txn.Read: no Raft entry, and the request's consistency mode (?stale serves it
+      // here even without a leader; ?consistent and the default after a read barrier).
+      await ctx.server.readBarrier(consistency(query(req)));
+      let read: ReturnType<typeof ctx.server.store.evaluateReadOnlyConsulTxn>;
+      try {
+        read = ctx.server.store.evaluateReadOnlyConsulTxn(ops);
+      } catch (error) {
+        if (error instanceof StoreError) return failed(error);
+        throw error;
+      }
+      setIndexHeaders(reply, read.revision, ctx.server);
+      return {
+        Results: read.results.flatMap((r, i) => resultJson(ops[i]!, r, ctx.agent.datacenter)),
+        Errors: null,
+      };
     }
+    const result: Result = await ctx.server.write({ type: 'consulTxn', ops });
+    if (result.type === 'error') return failed(result.error);
     if (result.type !== 'consulTxn') throw new HttpError(500, `unexpected ${result.type} result`);
     if (result.results.length !== ops.length)
       throw new HttpError(500, 'txn result count does not match its ops');
