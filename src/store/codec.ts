@@ -177,6 +177,7 @@ const consulKvOp: Rule = (v) => {
     case 'unlock':
       return shape({ ...withValue, session: isInt })(v);
     case 'get':
+    case 'get-or-empty':
     case 'get-tree':
     case 'check-not-exists':
     case 'delete':

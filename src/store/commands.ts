@@ -83,6 +83,8 @@ export type ConsulKvOp =
   | { verb: 'lock'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags; session: number }
   | { verb: 'unlock'; key: Uint8Array; value: Uint8Array; flags?: ConsulFlags; session: number }
   | { verb: 'get'; key: Uint8Array }
+  /** Consul 1.14+: like get, but a missing key answers an empty entry instead of failing. */
+  | { verb: 'get-or-empty'; key: Uint8Array }
   | { verb: 'get-tree'; key: Uint8Array }
   | { verb: 'check-index'; key: Uint8Array; index: number }
   | { verb: 'check-session'; key: Uint8Array; session: number }

@@ -33,7 +33,7 @@ import type { Lease, LeaseTable } from './leases.js';
 import type { StoreLimits } from './limits.js';
 import type { LockDelays } from './locks.js';
 import type { Version } from './mvcc.js';
-import type { ConsulFlags } from './types.js';
+import type { ConsulFlags, KeyValue } from './types.js';
 import type { WriteTxn } from './write-txn.js';
 
 /** What the catalog and session verbs need from the store. */
@@ -364,6 +364,20 @@ function applyOne(context: ConsulContext, op: ConsulTxnOp, opIndex: number): Con
   }
 }
 
+function emptyEntry(key: Uint8Array): KeyValue {
+  return {
+    key,
+    value: new Uint8Array(0),
+    createRevision: 0,
+    modRevision: 0,
+    version: 0,
+    lease: 0,
+    flags: 0,
+    lockIndex: 0,
+    session: 0,
+  };
+}
+
 function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): ConsulOpResult {
   const { txn } = context;
   const key = toByteString(op.key);
@@ -411,6 +425,10 @@ function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): Con
     case 'get':
       if (existing === undefined) fail(StoreErrorCode.KeyNotFound, `key "${key}" doesn't exist`, opIndex);
       return shown(existing);
+    case 'get-or-empty':
+      // Consul answers the op's own entry, with no value and zero indexes, for a missing key.
+      if (existing === undefined) return { kvs: [emptyEntry(op.key)] };
+      return shown(existing);
     case 'get-tree':
       return { kvs: listPrefix(txn, key).map((version) => toKeyValue(version)) };
     case 'check-index':
@@ -452,6 +470,7 @@ function applyKvOp(context: ConsulContext, op: ConsulKvOp, opIndex: number): Con
 
 const KV_READ_VERBS: ReadonlySet<string> = new Set([
   'get',
+  'get-or-empty',
   'get-tree',
   'check-index',
   'check-session',

@@ -263,6 +263,7 @@ describe('/v1/txn catalog and session operations', () => {
       { KV: { Verb: 'get-tree', Key: 'ro/' } },
       { KV: { Verb: 'check-not-exists', Key: 'ro/missing' } },
       { Node: { Verb: 'get', Node: { Node: 'txn' } } },
+      { KV: { Verb: 'get-or-empty', Key: 'ro/missing' } },
     ]);
     assert.equal(reply.status, 200, JSON.stringify(reply.body));
     const results = reply.body.Results!;
@@ -270,6 +271,15 @@ describe('/v1/txn catalog and session operations', () => {
     assert.equal(results[1]!.KV!.Value, null, 'check-index answers the entry without its value');
     assert.equal(results[2]!.KV!.Key, 'ro/a');
     assert.equal(results[3]!.Node!.Node, 'txn');
+    // get-or-empty (Consul 1.14+) of a missing key: the key, no value, zero indexes.
+    assert.deepEqual(results[4]!.KV, {
+      LockIndex: 0,
+      Key: 'ro/missing',
+      Flags: 0,
+      Value: null,
+      CreateIndex: 0,
+      ModifyIndex: 0,
+    });
     assert.ok(Number(reply.headers.get('x-consul-index')) >= a[0]!.ModifyIndex);
     assert.equal(reply.headers.get('x-consul-knownleader'), 'true');
     const failed = await txn([

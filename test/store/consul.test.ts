@@ -188,6 +188,20 @@ describe('Consul KV', () => {
     assert.equal(errorCode(consul(h, { verb: 'check-not-exists', key: b('k') })), StoreErrorCode.CheckFailed);
   });
 
+  test('get-or-empty: the entry when the key exists, an empty one (no value, zero indexes) when not', () => {
+    const h = new Harness();
+    consul(h, set('k', 'v'));
+    const result = consul(h, { verb: 'get-or-empty', key: b('k') }, { verb: 'get-or-empty', key: b('nope') });
+    assert.equal(result.type, 'consulTxn');
+    if (result.type !== 'consulTxn') return;
+    const [found, missing] = result.results.map((r) => r.kvs[0]!);
+    assert.equal(s(found!.value), 'v');
+    assert.ok(found!.modRevision > 0);
+    assert.equal(s(missing!.key), 'nope');
+    assert.equal(missing!.value.byteLength, 0);
+    assert.deepEqual([missing!.createRevision, missing!.modRevision, missing!.lockIndex], [0, 0, 0]);
+  });
+
   test('a txn is atomic: a failing op undoes the earlier ones and reports its index', () => {
     const h = new Harness();
     const result = consul(h, set('a', '1'), set('b', '2'), { verb: 'check-index', key: b('a'), index: 999 });

@@ -102,6 +102,7 @@ function decodeKvOp(kv: unknown, i: number, maxValueBytes: number, names: Sessio
     case 'unlock':
       return { verb, key, value: value(), flags: flags(), session: session(field(o, 'Session'), i, names) };
     case 'get':
+    case 'get-or-empty':
     case 'get-tree':
     case 'check-not-exists':
     case 'delete':
@@ -223,9 +224,11 @@ function resultJson(op: ConsulTxnOp, result: ConsulOpResult, datacenter: string)
   if (result.node !== undefined) return [{ Node: nodeJson(result.node, datacenter) }];
   if (result.service !== undefined) return [{ Service: serviceJson(result.service) }];
   if (result.check !== undefined) return [{ Check: checkJson(result.check) }];
-  // Consul's txnKVS returns the value only for get and get-tree; every other verb that answers
-  // an entry (set, cas, lock, unlock, check-index, check-session) answers it without its Value.
-  const hideValue = !('target' in op) && op.verb !== 'get' && op.verb !== 'get-tree';
+  // Consul's txnKVS returns the value only for get, get-or-empty and get-tree; every other verb
+  // that answers an entry (set, cas, lock, unlock, check-index, check-session) answers it
+  // without its Value.
+  const hideValue =
+    !('target' in op) && op.verb !== 'get' && op.verb !== 'get-or-empty' && op.verb !== 'get-tree';
   return result.kvs.map((kv) => ({ KV: { ...toConsulEntry(kv), ...(hideValue ? { Value: null } : {}) } }));
 }
 
