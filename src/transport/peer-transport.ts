@@ -16,8 +16,15 @@ import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameDecoder } from './frame.js
  * slow or down, messages are dropped and the peer reported unreachable — Raft retransmits.
  */
 
-/** 2: Raft messages in their own binary layout (raft-codec.ts). Peers of another version are refused. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Peers of another version are refused. 2: Raft messages in their own binary layout
+ * (raft-codec.ts). 3: what servers replicate may hold what a version 2 server cannot read:
+ * snapshots with 'kvBin' frames, Consul txns with the get-or-empty verb. A version 2 server
+ * would fail to install such a snapshot, or reject such a command while the others apply it and
+ * so diverge from them; refusing it at the handshake is the safe failure. (Nothing negotiates a
+ * cluster-wide format level yet, which rolling upgrades would need.)
+ */
+export const PROTOCOL_VERSION = 3;
 
 type Frame =
   | { t: 'hello'; v: number; cluster: string; from: NodeId; to: NodeId }

@@ -268,3 +268,29 @@ test('a peer outside the cluster may not send a message larger than one frame', 
     await b.close();
   }
 });
+
+test('a peer of another protocol version is refused at the handshake', async () => {
+  const { a, b, portB } = await pair();
+  try {
+    for (const v of [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1]) {
+      const sock = connect(portB, '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      const received: Buffer[] = [];
+      sock.on('data', (d: Buffer) => received.push(d));
+      const closed = new Promise((r) => sock.once('close', r));
+      sock.write(encodeFrame({ t: 'hello', v, cluster: 'c1', from: 'old', to: 'b' }, 1024));
+      await closed;
+      // A reject naming the versions, then the connection closed: no welcome.
+      const frames = new FrameDecoder(1024).push(Buffer.concat(received)) as { t: string; reason?: string }[];
+      assert.deepEqual(
+        frames.map((f) => f.t),
+        ['reject'],
+      );
+      assert.match(frames[0]!.reason ?? '', new RegExp(`protocol version ${v} is not ${PROTOCOL_VERSION}`));
+      assert.equal(b.stats.rejectedHandshakes > 0, true);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
