@@ -82,11 +82,11 @@ export interface RaftServerView {
   lastIndex: number;
 }
 
-/** Requests a peer outside the cluster may make (see `answer`). */
 type AnswerOk<T> = Extract<PeerAnswer<T>, { ok: true }>;
 /** How long a follower waits to apply a write it forwarded before answering anyway (catchUpTo). */
 const CATCH_UP_MS = 2000;
 
+/** Requests a peer outside the cluster may make (see `answer`). */
 const OPEN_REQUESTS = new Set<PeerRequest['kind']>(['discover', 'join', 'servers', 'clientHeartbeat']);
 
 export class ConclaveServer {
