@@ -484,6 +484,11 @@ export class Catalog {
     return [...(this.checks.get(node)?.values() ?? [])].sort((a, b) => (a.checkId < b.checkId ? -1 : 1));
   }
 
+  /** Every registered service name, once each, unsorted (cheap: no instance is visited). */
+  registeredServiceNames(): IterableIterator<string> {
+    return this.byServiceName.keys();
+  }
+
   /** Service names with the union of their tags (GET /v1/catalog/services). */
   serviceNames(): Map<string, string[]> {
     const result = new Map<string, string[]>();

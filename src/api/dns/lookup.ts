@@ -2,8 +2,8 @@ import type { Catalog, CatalogNode, ServiceEntry } from '../../store/catalog.js'
 
 /**
  * Case-insensitive catalog reads for DNS (RFC 4343: names compare without case; Consul's
- * catalog indexes are case-insensitive too). The exact lower-case name is tried first, so a
- * scan of the catalog happens only for names registered with capitals, or not at all.
+ * catalog indexes are case-insensitive too). The exact lower-case name is tried first; a name
+ * registered with capitals, or not at all, then costs a pass over the service names (or nodes).
  */
 
 export function findNode(catalog: Catalog, name: string): CatalogNode | undefined {
@@ -18,10 +18,9 @@ export function findInstances(catalog: Catalog, name: string, tag: string | null
   let entries = catalog.instances(name);
   if (entries.length === 0) {
     const spellings = new Set<string>();
-    for (const services of catalog.services.values())
-      for (const service of services.values())
-        if (service.service !== name && service.service.toLowerCase() === name)
-          spellings.add(service.service);
+    // Distinct names, not instances: an unknown name costs one pass over the service names.
+    for (const spelling of catalog.registeredServiceNames())
+      if (spelling !== name && spelling.toLowerCase() === name) spellings.add(spelling);
     entries = [...spellings].sort().flatMap((spelling) => catalog.instances(spelling));
   }
   if (tag === null) return entries;
