@@ -138,9 +138,8 @@ async function worker() {
         : r.code === 0
           ? 'ok'
           : `FAILED (${r.signal ?? `exit ${r.code}`})`;
-    // The test count is printed so that runs can be compared: a file that stops early without a
-    // failure (Node's runner has dropped a describe's remaining tests without one) shows up as
-    // fewer tests than before.
+    // The test count is printed so that runs can be compared: a file whose last results were lost
+    // without a failure (see unfinishedTests) shows up as fewer tests than before.
     process.stdout.write(
       `\n# ===== ${file}: ${verdict} in ${(r.ms / 1000).toFixed(1)} s, ${r.tests ?? '?'} tests\n`,
     );

@@ -492,7 +492,7 @@ export class Catalog {
   /** Service names with the union of their tags (GET /v1/catalog/services). */
   serviceNames(): Map<string, string[]> {
     const result = new Map<string, string[]>();
-    for (const name of [...this.byServiceName.keys()].sort()) {
+    for (const name of [...this.registeredServiceNames()].sort()) {
       const tags = new Set<string>();
       for (const entry of this.instances(name)) for (const tag of entry.service.tags) tags.add(tag);
       result.set(name, [...tags].sort());

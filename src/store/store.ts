@@ -91,6 +91,10 @@ interface TxnJournal {
   readonly lockDelays: Map<ByteString, number>;
 }
 
+function newTxnJournal(): TxnJournal {
+  return { undo: [], savedNodes: new Set(), lockDelays: new Map() };
+}
+
 export class Store {
   readonly limits: StoreLimits;
   private readonly mvcc = new Mvcc();
@@ -269,7 +273,7 @@ export class Store {
       case 'consulTxn': {
         validateConsulOps(command.ops, this.limits);
         const txn = this.beginWrite();
-        const journal: TxnJournal = { undo: [], savedNodes: new Set(), lockDelays: new Map() };
+        const journal = newTxnJournal();
         invariant(this.txnJournal === null, 'nested consul txn');
         this.txnJournal = journal;
         let results: ConsulOpResult[];
@@ -663,7 +667,7 @@ export class Store {
     invariant(isReadOnlyConsulTxn(ops), 'a read-only consul txn has a write op');
     validateConsulOps(ops, this.limits);
     const txn = this.beginWrite();
-    const journal: TxnJournal = { undo: [], savedNodes: new Set(), lockDelays: new Map() };
+    const journal = newTxnJournal();
     const results = applyConsulTxn(this.consulContext(txn, journal), ops);
     invariant(
       txn.effectiveWrites().length === 0 && journal.undo.length === 0 && journal.lockDelays.size === 0,
